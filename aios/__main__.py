@@ -1,0 +1,5 @@
+"""`python -m aios` runs the CLI."""
+
+from aios.cli import main
+
+main()

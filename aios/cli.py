@@ -1,0 +1,327 @@
+"""The `aios` command line.
+
+Start-up stays fast: each command imports what it needs when it runs (jsonschema, and later the
+engine and ccxt, are not imported for `aios --help`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from aios.policy import Issue, Policy
+
+app = typer.Typer(
+    name="aios",
+    help="aios: a declarative policy engine that governs an automated crypto-trading system.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+)
+
+EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"aios {version('aios')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version_callback,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """aios: a declarative policy engine that governs an automated crypto-trading system."""
+
+
+def usage_error(message: str) -> typer.Exit:
+    typer.echo(f"aios: error: {message}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def default_policy_files() -> list[Path]:
+    from aios.policy.schema import bundled_path
+
+    return [bundled_path("policies") / "default.yaml"]
+
+
+def _check_files(files: list[Path]) -> None:
+    for file in files:
+        if not file.exists():
+            raise usage_error(f"no such file: {file}")
+        if not file.is_file():
+            raise usage_error(f"not a file: {file}")
+
+
+def _validate(files: list[Path], env: dict[str, str]) -> tuple[Policy | None, list[Issue]]:
+    from aios.policy import PolicyInvalid, load_policy
+
+    try:
+        policy = load_policy(files, env=env)
+    except PolicyInvalid as exc:
+        return None, exc.issues
+    return policy, list(policy.warnings)
+
+
+def _result_json(
+    files: list[Path], policy: Policy | None, issues: list[Issue], show_effective: bool
+) -> dict[str, Any]:
+    from aios.policy import Severity, format_path
+
+    result: dict[str, Any] = {
+        "valid": policy is not None,
+        "sources": [str(f) for f in files],
+        "policy_hash": policy.hash if policy else None,
+        "errors": [i.to_dict() for i in issues if i.severity is Severity.ERROR],
+        "warnings": [i.to_dict() for i in issues if i.severity is Severity.WARNING],
+    }
+    if show_effective and policy is not None:
+        result["effective"] = policy.document
+        result["origins"] = {
+            format_path(p): str(loc)
+            for p, loc in sorted(policy.origins.items(), key=lambda kv: format_path(kv[0]))
+        }
+    return result
+
+
+@app.command()
+def validate(
+    files: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Argument(
+            help="Policy files, merged in order (later files win). Default: the bundled default policy."
+        ),
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text for people, json for tools.")
+    ] = OutputFormat.text,
+    show_effective: Annotated[
+        bool,
+        typer.Option(
+            "--show-effective", help="Print the merged policy with the origin of each value."
+        ),
+    ] = False,
+    each: Annotated[
+        bool, typer.Option("--each", help="Validate every file on its own instead of merging them.")
+    ] = False,
+    no_env: Annotated[
+        bool, typer.Option("--no-env", help="Ignore QT_AI_* environment overrides.")
+    ] = False,
+) -> None:
+    """Validate policy files: every error, one a line, as file:line:col: key.path: message.
+
+    Exit status: 0 valid (warnings allowed), 1 invalid, 2 usage error.
+    """
+    import os
+
+    from aios.policy import Severity
+    from aios.policy.render import render_effective
+
+    chosen = list(files) if files else default_policy_files()
+    _check_files(chosen)
+    env = {} if no_env else dict(os.environ)
+    groups = [[f] for f in chosen] if each else [chosen]
+    results = [(group, *_validate(group, env)) for group in groups]
+    all_valid = all(policy is not None for _, policy, _ in results)
+
+    if output_format is OutputFormat.json:
+        payload: Any = [_result_json(g, p, i, show_effective) for g, p, i in results]
+        typer.echo(json.dumps(payload if each else payload[0], indent=2, default=str))
+    else:
+        for group, policy, issues in results:
+            names = " + ".join(str(f) for f in group)
+            for issue in issues:
+                typer.echo(str(issue))
+            errors = sum(1 for i in issues if i.severity is Severity.ERROR)
+            warnings = len(issues) - errors
+            plural = "s" if warnings != 1 else ""
+            if policy is None:
+                typer.echo(
+                    f"{names}: invalid, {errors} error{'s' if errors != 1 else ''}, {warnings} warning{plural}"
+                )
+            else:
+                if show_effective:
+                    typer.echo(render_effective(policy.document, policy.origins), nl=False)
+                typer.echo(
+                    f"{names}: valid (policy hash {policy.hash[:12]}, {warnings} warning{plural})"
+                )
+    raise typer.Exit(EXIT_VALID if all_valid else EXIT_INVALID)
+
+
+@app.command()
+def schema(
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown", help="Print the policy reference in Markdown instead of the JSON Schema."
+        ),
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the composed policy schema (core schema plus the sections plugins declare)."""
+    from aios.policy.schema import compose_schema
+
+    composed = compose_schema()
+    if markdown:
+        from aios.policy.reference import render_reference
+
+        text = render_reference(composed)
+    else:
+        text = json.dumps(composed, indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+StateDirOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--state-dir", help="State directory (default: $AIOS_STATE_DIR, else ./state)."),
+]
+
+
+def _open_journal(state_dir: Path | None) -> Any:
+    from aios.journal import JournalError, JournalReader
+    from aios.state import database_path
+
+    try:
+        return JournalReader.open(database_path(state_dir))
+    except JournalError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+
+
+def _print_rows(rows: list[Any], output_format: OutputFormat) -> None:
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps([row.to_dict() for row in rows], indent=2))
+        return
+    for row in rows:
+        mode = row.mode if row.outcome in ("engine", "error") else f"{row.mode} {row.outcome}"
+        typer.echo(
+            f"{row.time}  cycle {row.cycle:<6} {row.subsystem:<22} {row.hook:<22} [{mode}] {row.reason}"
+        )
+
+
+@app.command()
+def journal(
+    subsystem: Annotated[
+        str | None, typer.Option(help="Only this subsystem (or 'engine', 'safety').")
+    ] = None,
+    symbol: Annotated[Optional[str], typer.Option(help="Only this symbol, e.g. ETH/BTC.")] = None,  # noqa: UP045
+    since: Annotated[
+        str | None, typer.Option(help="From this time (ISO 8601, UTC), inclusive.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Up to this time (ISO 8601, UTC), inclusive.")
+    ] = None,
+    applied: Annotated[
+        bool, typer.Option("--applied", help="Only proposals that were applied.")
+    ] = False,
+    advisory: Annotated[
+        bool, typer.Option("--advisory", help="Only proposals surfaced as advisories.")
+    ] = False,
+    observed: Annotated[
+        bool, typer.Option("--observed", help="Only proposals journaled as observations.")
+    ] = False,
+    errors: Annotated[bool, typer.Option("--errors", help="Only plugin failures.")] = False,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most this many rows.")] = None,  # noqa: UP045
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.text,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Show decision-journal rows, oldest first, filtered."""
+    outcomes = [
+        name
+        for name, wanted in (
+            ("applied", applied),
+            ("advisory", advisory),
+            ("observed", observed),
+            ("error", errors),
+        )
+        if wanted
+    ]
+    reader = _open_journal(state_dir)
+    rows = reader.query(
+        subsystem=subsystem, symbol=symbol, since=since, until=until, outcomes=outcomes, limit=limit
+    )
+    _print_rows(rows, output_format)
+
+
+@app.command()
+def explain(
+    subject: Annotated[
+        str, typer.Argument(help="A signal id, an order id, a position id, or a symbol.")
+    ],
+    limit: Annotated[
+        int, typer.Option(min=1, help="For a symbol: how many of its latest chains.")
+    ] = 5,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.text,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Explain the chain of decisions behind one signal, trade or block."""
+    reader = _open_journal(state_dir)
+    traces = reader.traces_for(subject)
+    if not traces:
+        rows = reader.query(symbol=subject)
+        seen: list[str] = []
+        for row in rows:
+            if row.trace and row.trace not in seen:
+                seen.append(row.trace)
+        traces = seen[-limit:]
+    if not traces:
+        typer.echo(f"aios: nothing in the journal about {subject!r}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    chains = {trace: reader.query(trace=trace) for trace in traces}
+    if output_format is OutputFormat.json:
+        typer.echo(
+            json.dumps(
+                {trace: [row.to_dict() for row in rows] for trace, rows in chains.items()}, indent=2
+            )
+        )
+        return
+    for trace, rows in chains.items():
+        typer.echo(f"{trace}")
+        for row in rows:
+            verdict = {
+                "applied": "applied",
+                "advisory": "advised, not applied",
+                "observed": "observed only",
+                "error": "FAILED",
+                "engine": "engine",
+            }.get(row.outcome, row.outcome)
+            typer.echo(f"  {row.time}  {row.subsystem:<22} {verdict:<21} {row.reason}")
+        typer.echo("")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

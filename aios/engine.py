@@ -1,0 +1,1357 @@
+"""The engine: runs the cycles, calls the plugins, and disposes of their proposals.
+
+Plugins propose, the engine disposes. Every hook result is journaled with the subsystem's
+effective mode (the lower of its own mode and the stage's cap) and what became of it:
+
+* ENFORCED: applied; ADVISORY: journaled and surfaced as an advisory; OBSERVE: journaled only.
+* The safety floor (emergency close at the loss limit, emergency shutdown) applies in every
+  stage when the policy says so.
+
+Each entry cycle carries two decisions for every signal: the **actual** one (proposals applied
+only where the effective mode is ENFORCED; the baseline strategy decides the rest) and the
+**shadow** one (every proposal applied, as if everything were ENFORCED in AUTONOMY). The shadow
+is the evidence that makes promotion decidable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from aios.journal import Decision, Journal
+from aios.model import (
+    ActionKind,
+    ClosedTrade,
+    CycleContext,
+    Directive,
+    DirectiveKind,
+    DirectiveProposal,
+    EntryIntent,
+    EntryVerdict,
+    ExecutionPlan,
+    HealthReport,
+    HealthStatus,
+    MarketView,
+    Mode,
+    ModelProposal,
+    OrderAction,
+    OrderIntent,
+    OrderType,
+    PortfolioView,
+    Position,
+    PositionAction,
+    PositionAssessment,
+    RiskAssessment,
+    RiskMode,
+    Side,
+    Signal,
+    SizeProposal,
+    Stage,
+    TpSlProposal,
+    UniverseProposal,
+    effective_mode,
+)
+from aios.model_registry import ModelRegistry, ModelVersion
+from aios.policy import Policy
+from aios.registry import HookResult, PluginSet, call_each
+
+SAFETY = "safety"
+ENGINE = "engine"
+#: Who wins when decisive proposals conflict (lower first); everyone else comes after.
+PRECEDENCE = {SAFETY: 0, "self_healing": 1, "coordinator": 2}
+ALL_DIRECTIVES = frozenset(DirectiveKind)
+BLOCKING_DIRECTIVES = frozenset(DirectiveKind)  # each of them forbids new trades
+RECENT_TRADES_WINDOW = 20
+VOLATILITY_LOOKBACK = 20
+
+
+@dataclass
+class PluginHealth:
+    """The engine's view of one plugin: failures, trips, timings."""
+
+    calls: int = 0
+    errors: int = 0
+    consecutive_failures: int = 0
+    tripped_until: datetime | None = None
+    last_error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Block:
+    """Why a signal did not become an order in one book."""
+
+    signal_id: str
+    symbol: str
+    book: str
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EntryOutcome:
+    cycle: int
+    risk_mode: RiskMode
+    shadow_risk_mode: RiskMode
+    directives: frozenset[DirectiveKind]
+    shadow_directives: frozenset[DirectiveKind]
+    orders: tuple[OrderIntent, ...] = ()
+    shadow_orders: tuple[OrderIntent, ...] = ()
+    blocked: tuple[Block, ...] = ()
+    advisories: tuple[str, ...] = ()
+    signals: tuple[Signal, ...] = ()
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    cycle: int
+    book: str
+    orders: tuple[OrderIntent, ...] = ()
+    advisories: tuple[str, ...] = ()
+
+
+@dataclass
+class _Book:
+    """Per-book state the engine keeps between cycles (actual and shadow)."""
+
+    name: str
+    directives: dict[DirectiveKind, Directive] = field(default_factory=dict)
+    risk_mode: RiskMode = RiskMode.NORMAL
+    allow_new_trades: bool = True
+    universe: frozenset[str] | None = None
+    peak_equity: float | None = None
+    day: str | None = None
+    day_start_equity: float | None = None
+
+
+def _provisional_position(order: OrderIntent, now: datetime) -> Position:
+    """The position an entry order will open, for filtering later entries of the same cycle."""
+    price = order.entry_price or 1.0
+    return Position(
+        f"pending:{order.id}",
+        order.symbol,
+        order.side,
+        price,
+        (order.quote_amount or 0.0) / price,
+        now,
+        order.stop_loss,
+        order.take_profit,
+        trace=order.trace,
+    )
+
+
+def _mode(value: Any) -> Mode:
+    try:
+        return Mode[str(value)]
+    except KeyError:
+        return Mode.OFF
+
+
+class Engine:
+    """Runs entry and monitor cycles over a policy, a stage and a set of plugins."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        plugins: PluginSet,
+        journal: Journal | None = None,
+        *,
+        stage: Stage = Stage.OBSERVATION,
+        run_id: str = "run",
+        models: ModelRegistry | None = None,
+    ) -> None:
+        self.policy = policy
+        self.plugins = plugins
+        self.journal = journal
+        self.stage = stage
+        self.run_id = run_id
+        self.models = models
+        self.cycle = 0
+        self.health: dict[str, PluginHealth] = {name: PluginHealth() for name in plugins.plugins}
+        self.actual = _Book("actual")
+        self.shadow = _Book("shadow")
+        self._sequence = 0
+        self._last_health: dict[str, HealthStatus] = {}
+        self._now: datetime | None = None
+
+    # --- governance ----------------------------------------------------------------------------
+
+    def own_mode(self, subsystem: str) -> Mode:
+        """A subsystem's mode from the policy (OFF when disabled or not configured)."""
+        section = self.policy.get("subsystems", subsystem)
+        if not isinstance(section, Mapping) or section.get("enabled", True) is False:
+            return Mode.OFF
+        return _mode(section.get("mode"))
+
+    def effective_mode(self, subsystem: str) -> Mode:
+        return effective_mode(self.own_mode(subsystem), self.stage)
+
+    def _tripped(self, subsystem: str) -> bool:
+        state = self.health.get(subsystem)
+        if state is None or state.tripped_until is None or self._now is None:
+            return False
+        # Past the cool-off the plugin is half-open: called again, and one success resets it.
+        return self._now < state.tripped_until
+
+    def _should_call(self, subsystem: str) -> bool:
+        return self.own_mode(subsystem) is not Mode.OFF and not self._tripped(subsystem)
+
+    def _fails_closed(self, subsystem: str) -> bool:
+        section = self.policy.get("subsystems", subsystem, default={})
+        return (
+            isinstance(section, Mapping) and section.get("on_error", "fail_open") == "fail_closed"
+        )
+
+    @staticmethod
+    def _outcome(mode: Mode) -> str:
+        return {Mode.ENFORCED: "applied", Mode.ADVISORY: "advisory"}.get(mode, "observed")
+
+    def applied(self, subsystem: str) -> bool:
+        return self.effective_mode(subsystem) is Mode.ENFORCED
+
+    # --- hook calls ----------------------------------------------------------------------------
+
+    def _record_failure(self, subsystem: str, exc: BaseException) -> None:
+        state = self.health.setdefault(subsystem, PluginHealth())
+        state.errors += 1
+        state.consecutive_failures += 1
+        state.last_error = f"{type(exc).__name__}: {exc}"
+        limit = int(
+            self.policy.get(
+                "subsystems",
+                "self_healing",
+                "health",
+                "subsystem_max_consecutive_failures",
+                default=3,
+            )
+        )
+        cooldown = float(
+            self.policy.get("subsystems", "self_healing", "health", "trip_cooldown_s", default=300)
+        )
+        if state.consecutive_failures >= limit and self._now is not None:
+            state.tripped_until = self._now + timedelta(seconds=cooldown)
+
+    def _call(self, ctx: CycleContext, hook: str, subject: str, **kwargs: Any) -> list[HookResult]:
+        """Call a hook's implementations one by one; journal failures; keep health counts."""
+        results = call_each(
+            self.plugins.manager,
+            hook,
+            {"ctx": ctx, **kwargs},
+            self._should_call,
+            self._record_failure,
+        )
+        for result in results:
+            state = self.health.setdefault(result.plugin, PluginHealth())
+            state.calls += 1
+            state.seconds += result.seconds
+            if result.error is None:
+                state.consecutive_failures = 0
+                state.tripped_until = None
+            else:
+                handling = "fail_closed" if self._fails_closed(result.plugin) else "fail_open"
+                self._journal(
+                    ctx,
+                    result.plugin,
+                    hook,
+                    subject,
+                    {"error": result.error},
+                    "error",
+                    False,
+                    f"raised {result.error}; {handling}",
+                )
+        return results
+
+    def _journal(
+        self,
+        ctx: CycleContext,
+        subsystem: str,
+        hook: str,
+        subject: str,
+        proposal: Any,
+        outcome: str,
+        applied: bool,
+        reason: str,
+        *,
+        symbol: str | None = None,
+        trace: str | None = None,
+        mode: str | None = None,
+    ) -> None:
+        if self.journal is None:
+            return
+        if mode is None:
+            mode = (
+                SAFETY.upper()
+                if subsystem == SAFETY
+                else ENGINE.upper()
+                if subsystem == ENGINE
+                else self.effective_mode(subsystem).name
+            )
+        self.journal.record(
+            Decision(
+                self.run_id,
+                ctx.cycle,
+                ctx.now,
+                subsystem,
+                hook,
+                subject,
+                proposal,
+                mode,
+                outcome,
+                applied,
+                reason,
+                self.policy.hash,
+                symbol,
+                trace,
+            )
+        )
+
+    def _dispose(
+        self,
+        ctx: CycleContext,
+        result: HookResult,
+        hook: str,
+        subject: str,
+        reason: str,
+        **where: Any,
+    ) -> bool:
+        """Journal one proposal with its outcome; return whether it is applied to the actual book."""
+        mode = self.effective_mode(result.plugin)
+        applied = mode is Mode.ENFORCED
+        self._journal(
+            ctx,
+            result.plugin,
+            hook,
+            subject,
+            result.value,
+            self._outcome(mode),
+            applied,
+            reason,
+            **where,
+        )
+        return applied
+
+    def _decisive(self, results: Sequence[HookResult], kind: type) -> HookResult | None:
+        """The winning answer of a decisive hook: by precedence, then registration order."""
+        answers = [r for r in results if r.error is None and isinstance(r.value, kind)]
+        if not answers:
+            return None
+        return min(answers, key=lambda r: PRECEDENCE.get(r.plugin, len(PRECEDENCE)))
+
+    def _order_id(self, ctx: CycleContext) -> str:
+        self._sequence += 1
+        return f"{self.run_id}-{ctx.cycle}-{self._sequence}"
+
+    # --- metrics -------------------------------------------------------------------------------
+
+    def core_metrics(
+        self,
+        market: MarketView,
+        portfolio: PortfolioView,
+        reports: Sequence[HealthReport],
+        book: _Book,
+        now: datetime,
+    ) -> dict[str, float]:
+        """The core metrics conditions can name (see aios.metrics)."""
+        metrics: dict[str, float] = {}
+        equity = portfolio.equity
+        book.peak_equity = equity if book.peak_equity is None else max(book.peak_equity, equity)
+        metrics["drawdown_pct"] = (
+            0.0
+            if book.peak_equity <= 0
+            else max(0.0, (book.peak_equity - equity) / book.peak_equity * 100.0)
+        )
+        day = now.date().isoformat()
+        if book.day != day:
+            book.day, book.day_start_equity = day, equity
+        start = book.day_start_equity or equity
+        metrics["daily_pnl_pct"] = 0.0 if start <= 0 else (equity - start) / start * 100.0
+        trades = portfolio.recent_trades[-RECENT_TRADES_WINDOW:]
+        streak = 0
+        for trade in reversed(trades):
+            if trade.pnl_quote >= 0:
+                break
+            streak += 1
+        metrics["losing_streak"] = float(streak)
+        if trades:
+            metrics["win_rate"] = sum(1 for t in trades if t.pnl_quote > 0) / len(trades)
+        exposure = portfolio.exposure_quote()
+        metrics["exposure_pct"] = 0.0 if equity <= 0 else exposure / equity * 100.0
+        metrics["open_positions"] = float(len(portfolio.positions))
+        volatilities = []
+        for symbol in self._candidates(market):
+            closes = [c.close for c in market.history(symbol, VOLATILITY_LOOKBACK + 1)]
+            returns = [(b - a) / a * 100.0 for a, b in itertools.pairwise(closes) if a > 0]
+            if len(returns) >= 2:
+                volatilities.append(statistics.pstdev(returns))
+        if volatilities:
+            metrics["volatility_pct"] = sum(volatilities) / len(volatilities)
+        for report in reports:
+            for name, value in report.metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    metrics[name] = float(value)
+        return metrics
+
+    def _candidates(self, market: MarketView) -> list[str]:
+        configured = self.policy.get("universe", "symbols", default=None)
+        available = list(market.symbols)
+        if isinstance(configured, list):
+            return [s for s in configured if s in available]
+        return sorted(available)
+
+    # --- the entry cycle -----------------------------------------------------------------------
+
+    def entry_cycle(
+        self,
+        now: datetime,
+        market: MarketView,
+        portfolio: PortfolioView,
+        *,
+        component_health: Iterable[HealthReport] = (),
+    ) -> EntryOutcome:
+        """Health -> directives -> risk mode -> universe -> signals -> per signal: TP/SL,
+        threshold, supervision, filters, sizing, execution plan -> orders (actual and shadow).
+
+        `component_health` carries what the runtime knows: the data feed, the exchange, the store.
+        """
+        self._now = now
+        self.cycle += 1
+        ctx = CycleContext(
+            now,
+            self.cycle,
+            self.policy,
+            self.stage,
+            market,
+            portfolio,
+            self.actual.risk_mode,
+            frozenset(self.actual.directives),
+            models=self.models,
+        )
+        advisories: list[str] = []
+
+        # Metrics first (portfolio, market, what the runtime reports about feed and exchange),
+        # so that health checks can read them; then the health counts join the metrics.
+        components = list(component_health)
+        metrics = self.core_metrics(market, portfolio, components, self.actual, now)
+        for result in self._call(
+            replace(ctx, metrics=dict(metrics)), "aios_collect_metrics", "portfolio"
+        ):
+            if result.error is None and isinstance(result.value, Mapping):
+                metrics.update(
+                    {k: float(v) for k, v in result.value.items() if isinstance(v, (int, float))}
+                )
+        reports = self._health(replace(ctx, metrics=dict(metrics)), components)
+        plugin_reports = [r for r in reports if r.component in self.plugins.plugins]
+        metrics["unhealthy_subsystems"] = float(
+            sum(1 for r in plugin_reports if r.status >= HealthStatus.DEGRADED)
+        )
+        metrics["critical_subsystems"] = float(
+            sum(1 for r in plugin_reports if r.status >= HealthStatus.CRITICAL)
+        )
+        ctx = replace(ctx, metrics=metrics)
+
+        self._directives(ctx, reports, advisories)
+        self._coordinate(ctx, advisories)
+        ctx = replace(
+            ctx, risk_mode=self.actual.risk_mode, directives=frozenset(self.actual.directives)
+        )
+        shadow_ctx = replace(
+            ctx, risk_mode=self.shadow.risk_mode, directives=frozenset(self.shadow.directives)
+        )
+
+        candidates = self._candidates(market)
+        self._universe(ctx, candidates, advisories)
+        self._tick(ctx)
+
+        signals: list[Signal] = []
+        for symbol in candidates:
+            for result in self._call(ctx, "aios_signals", f"symbol:{symbol}", symbol=symbol):
+                if result.error is None and result.value:
+                    signals.extend(s for s in result.value if isinstance(s, Signal))
+        signals.sort(key=lambda s: (s.symbol, -s.confidence, s.id))
+
+        orders: list[OrderIntent] = []
+        shadow_orders: list[OrderIntent] = []
+        blocked: list[Block] = []
+        open_symbols = {p.symbol for p in portfolio.positions}
+        counts = {"actual": len(portfolio.positions), "shadow": len(portfolio.positions)}
+        for signal in signals:
+            actual, shadow = self._entry_pipeline(
+                ctx, shadow_ctx, signal, open_symbols, counts, advisories
+            )
+            for book, decision, sink in (
+                ("actual", actual, orders),
+                ("shadow", shadow, shadow_orders),
+            ):
+                if isinstance(decision, OrderIntent):
+                    sink.append(decision)
+                    counts[book] += 1
+                    if book == "shadow":
+                        # Later signals of this cycle are filtered against the book including
+                        # what was just decided (three correlated entries must not each pass).
+                        pending = _provisional_position(decision, now)
+                        shadow_ctx = replace(
+                            shadow_ctx,
+                            portfolio=replace(
+                                shadow_ctx.portfolio,
+                                positions=(*shadow_ctx.portfolio.positions, pending),
+                                cash=shadow_ctx.portfolio.cash - (decision.quote_amount or 0.0),
+                            ),
+                        )
+                else:
+                    by, reason = decision
+                    blocked.append(Block(signal.id, signal.symbol, book, by, reason))
+            if isinstance(actual, OrderIntent):
+                open_symbols.add(signal.symbol)
+        if orders and self.journal is not None:
+            self.journal.flush()  # what the engine acts on is durable before the action
+        return EntryOutcome(
+            self.cycle,
+            self.actual.risk_mode,
+            self.shadow.risk_mode,
+            frozenset(self.actual.directives),
+            frozenset(self.shadow.directives),
+            tuple(orders),
+            tuple(shadow_orders),
+            tuple(blocked),
+            tuple(advisories),
+            tuple(signals),
+        )
+
+    def _tick(self, ctx: CycleContext) -> None:
+        """Scheduled work. Model proposals: registering a challenger is evidence (applied from
+        ADVISORY up); deploying or rolling back changes what trades (ENFORCED only)."""
+        for result in self._call(ctx, "aios_tick", "schedule"):
+            if result.error is not None or not result.value:
+                continue
+            for proposal in result.value:
+                if not isinstance(proposal, ModelProposal):
+                    continue
+                mode = self.effective_mode(result.plugin)
+                needed = Mode.ADVISORY if proposal.action == "register" else Mode.ENFORCED
+                applied = mode >= needed and self.models is not None
+                outcome = "applied" if applied else self._outcome(mode)
+                self._journal(
+                    ctx,
+                    result.plugin,
+                    "aios_tick",
+                    f"model:{proposal.version}",
+                    proposal,
+                    outcome,
+                    applied,
+                    f"{proposal.action} {proposal.version}: {proposal.reason}",
+                )
+                if not applied or self.models is None:
+                    continue
+                if proposal.action == "register":
+                    self.models.register(
+                        ModelVersion(
+                            proposal.version, ctx.now, dict(proposal.params), dict(proposal.metrics)
+                        )
+                    )
+                elif proposal.action == "deploy":
+                    self.models.deploy(proposal.version, ctx.now)
+                elif proposal.action == "rollback":
+                    self.models.rollback(ctx.now)
+
+    def _health(self, ctx: CycleContext, reports: list[HealthReport]) -> list[HealthReport]:
+        for result in self._call(ctx, "aios_health", "health"):
+            if result.error is None and isinstance(result.value, HealthReport):
+                reports.append(result.value)
+            elif result.error is not None:
+                reports.append(
+                    HealthReport(
+                        result.plugin, HealthStatus.DEGRADED, f"health check raised {result.error}"
+                    )
+                )
+        for name, state in self.health.items():
+            if (
+                state.tripped_until is not None
+                and self._now is not None
+                and self._now < state.tripped_until
+            ):
+                reports.append(
+                    HealthReport(
+                        name,
+                        HealthStatus.CRITICAL,
+                        f"tripped until {state.tripped_until.isoformat()}: {state.last_error}",
+                    )
+                )
+            elif state.consecutive_failures:
+                reports.append(
+                    HealthReport(
+                        name,
+                        HealthStatus.DEGRADED,
+                        f"{state.consecutive_failures} consecutive failures: {state.last_error}",
+                    )
+                )
+        worst: dict[str, HealthReport] = {}
+        for report in reports:
+            if report.component not in worst or report.status > worst[report.component].status:
+                worst[report.component] = report
+        for name, report in worst.items():
+            if self._last_health.get(name) != report.status:  # edge-triggered: journal changes only
+                self._journal(
+                    ctx,
+                    ENGINE,
+                    "aios_health",
+                    f"component:{name}",
+                    report,
+                    "engine",
+                    False,
+                    f"{name} is {report.status.name}: {report.detail}",
+                    mode="ENGINE",
+                )
+                self._last_health[name] = report.status
+        return list(worst.values())
+
+    def _directives(
+        self, ctx: CycleContext, reports: Sequence[HealthReport], advisories: list[str]
+    ) -> None:
+        results = self._call(ctx, "aios_directives", "directives", health=reports)
+        winner = self._decisive(results, DirectiveProposal)
+        failed_closed = any(r.error is not None and self._fails_closed(r.plugin) for r in results)
+        if winner is None:
+            if failed_closed:  # no answer from a fail-closed self-healing: assume the block
+                proposed = frozenset({DirectiveKind.NO_NEW_TRADES}) | frozenset(
+                    self.shadow.directives
+                )
+                self._set_directives(
+                    ctx,
+                    self.shadow,
+                    proposed,
+                    {DirectiveKind.NO_NEW_TRADES: "self-healing failed (fail_closed)"},
+                )
+                self._set_directives(
+                    ctx,
+                    self.actual,
+                    frozenset(self.actual.directives) | {DirectiveKind.NO_NEW_TRADES},
+                    {DirectiveKind.NO_NEW_TRADES: "self-healing failed (fail_closed)"},
+                )
+            return
+        proposal: DirectiveProposal = winner.value
+        changed = proposal.active != frozenset(self.shadow.directives)
+        reasons = {
+            **{k: v for k, v in proposal.raised.items()},
+            **{k: v for k, v in proposal.cleared.items()},
+        }
+        self._set_directives(ctx, self.shadow, proposal.active, reasons)
+        mode = self.effective_mode(winner.plugin)
+        applied = mode is Mode.ENFORCED
+        always = bool(
+            self.policy.get("safety", "emergency_shutdown", "always_enforced", default=True)
+        )
+        if applied:
+            actual = proposal.active
+        else:
+            actual = frozenset(self.actual.directives) - {DirectiveKind.EMERGENCY_SHUTDOWN}
+            if always and DirectiveKind.EMERGENCY_SHUTDOWN in proposal.active:
+                actual = actual | {DirectiveKind.EMERGENCY_SHUTDOWN}
+            actual = frozenset(k for k in actual if k is DirectiveKind.EMERGENCY_SHUTDOWN)
+        if changed or actual != frozenset(self.actual.directives):
+            detail = (
+                ", ".join(f"{k.value}: {v}" for k, v in reasons.items()) or "no change in reasons"
+            )
+            self._dispose(
+                ctx,
+                winner,
+                "aios_directives",
+                "directives",
+                f"active: {sorted(d.value for d in proposal.active) or 'none'} ({detail})",
+            )
+            if mode is Mode.ADVISORY and changed:
+                advisories.append(
+                    f"self-healing advises directives {sorted(d.value for d in proposal.active)}"
+                )
+        self._set_directives(ctx, self.actual, actual, reasons)
+        for action in proposal.recovery:
+            self._dispose(
+                ctx,
+                winner,
+                "aios_directives",
+                f"recovery:{action.target}",
+                f"{action.action} {action.target}: {action.reason}",
+            )
+            if applied and action.action == "restart_subsystem" and action.target in self.health:
+                state = self.health[action.target]
+                state.tripped_until, state.consecutive_failures = None, 0
+
+    def _set_directives(
+        self,
+        ctx: CycleContext,
+        book: _Book,
+        active: frozenset[DirectiveKind],
+        reasons: Mapping[DirectiveKind, str],
+    ) -> None:
+        for kind in list(book.directives):
+            if kind not in active:
+                del book.directives[kind]
+        for kind in active:
+            if kind not in book.directives:
+                book.directives[kind] = Directive(kind, ctx.now, reasons.get(kind, ""))
+
+    def _coordinate(self, ctx: CycleContext, advisories: list[str]) -> None:
+        results = self._call(ctx, "aios_coordinate", "portfolio")
+        winner = self._decisive(results, RiskAssessment)
+        if winner is None:
+            if any(r.error is not None and self._fails_closed(r.plugin) for r in results):
+                self.shadow.allow_new_trades = False
+                if self.applied("coordinator"):
+                    self.actual.allow_new_trades = False
+            return
+        assessment: RiskAssessment = winner.value
+        previous = (self.shadow.risk_mode, self.shadow.allow_new_trades)
+        self.shadow.risk_mode, self.shadow.allow_new_trades = (
+            assessment.mode,
+            assessment.allow_new_trades,
+        )
+        applied = self.applied(winner.plugin)
+        new_actual = (
+            (assessment.mode, assessment.allow_new_trades) if applied else (RiskMode.NORMAL, True)
+        )
+        if previous != (assessment.mode, assessment.allow_new_trades) or new_actual != (
+            self.actual.risk_mode,
+            self.actual.allow_new_trades,
+        ):
+            self._dispose(
+                ctx,
+                winner,
+                "aios_coordinate",
+                "portfolio",
+                f"risk mode {assessment.mode.value}: {assessment.reason}",
+            )
+            if self.effective_mode(winner.plugin) is Mode.ADVISORY:
+                advisories.append(
+                    f"coordinator advises risk mode {assessment.mode.value}: {assessment.reason}"
+                )
+        self.actual.risk_mode, self.actual.allow_new_trades = new_actual
+
+    def _universe(
+        self, ctx: CycleContext, candidates: Sequence[str], advisories: list[str]
+    ) -> None:
+        actual = set(candidates)
+        shadow = set(candidates)
+        for result in self._call(ctx, "aios_universe", "universe", candidates=tuple(candidates)):
+            if result.error is not None:
+                if self._fails_closed(result.plugin):
+                    shadow.clear()
+                    if self.applied(result.plugin):
+                        actual.clear()
+                continue
+            if not isinstance(result.value, UniverseProposal):
+                continue
+            proposal: UniverseProposal = result.value
+            allowed = set(proposal.allowed)
+            shadow &= allowed
+            new = frozenset(allowed & set(candidates))
+            if new != self.shadow.universe:
+                excluded = (
+                    ", ".join(f"{s} ({why})" for s, why in sorted(proposal.excluded.items()))
+                    or "none"
+                )
+                applied = self._dispose(
+                    ctx,
+                    result,
+                    "aios_universe",
+                    "universe",
+                    f"{len(new)} of {len(candidates)} symbols allowed; excluded: {excluded}",
+                )
+                if self.effective_mode(result.plugin) is Mode.ADVISORY:
+                    advisories.append(f"universe advises excluding {excluded}")
+            else:
+                applied = self.applied(result.plugin)
+            if applied:
+                actual &= allowed
+        self.shadow.universe = frozenset(shadow)
+        self.actual.universe = frozenset(actual)
+
+    # --- per signal ----------------------------------------------------------------------------
+
+    def _threshold(self, book: _Book, apply_all: bool) -> float:
+        base = float(self.policy.get("baseline", "min_confidence", default=0.65))
+        if apply_all or self.applied("signal_model"):
+            base = float(
+                self.policy.get("subsystems", "signal_model", "min_confidence", default=base)
+            )
+        multiplier = 1.0
+        if apply_all or self.applied("coordinator"):
+            multiplier = float(
+                self.policy.get(
+                    "risk_modes",
+                    book.risk_mode.value,
+                    "confidence_threshold_multiplier",
+                    default=1.0,
+                )
+            )
+        return base * multiplier
+
+    def _entry_pipeline(
+        self,
+        ctx: CycleContext,
+        shadow_ctx: CycleContext,
+        signal: Signal,
+        open_symbols: set[str],
+        counts: dict[str, int],
+        advisories: list[str],
+    ) -> tuple[OrderIntent | tuple[str, str], OrderIntent | tuple[str, str]]:
+        """One signal through the pipeline; returns (actual, shadow): an order or (by, reason)."""
+        where = {"symbol": signal.symbol, "trace": signal.id}
+        subject = f"signal:{signal.id}"
+        self._journal(
+            ctx,
+            signal.source,
+            "aios_signals",
+            subject,
+            signal,
+            "engine",
+            False,
+            f"{signal.side.value} {signal.symbol} at confidence {signal.confidence:.3f}",
+            mode="ENGINE",
+            **where,
+        )
+        actual_threshold = self._threshold(self.actual, False)
+        shadow_threshold = self._threshold(self.shadow, True)
+        for _observed in self._call(
+            shadow_ctx,
+            "aios_observe_signal",
+            subject,
+            signal=signal,
+            threshold=shadow_threshold,
+            accepted=signal.confidence >= shadow_threshold,
+        ):
+            pass
+
+        decisions: dict[str, OrderIntent | tuple[str, str] | None] = {
+            "actual": None,
+            "shadow": None,
+        }
+        gates = {
+            "actual": (self.actual, actual_threshold),
+            "shadow": (self.shadow, shadow_threshold),
+        }
+        baseline_max = int(self.policy.get("baseline", "max_open_positions", default=5))
+        for book_name, (book, threshold) in gates.items():
+            if signal.confidence < threshold:
+                decisions[book_name] = (
+                    "threshold",
+                    f"confidence {signal.confidence:.3f} below threshold {threshold:.3f}",
+                )
+            elif signal.symbol in open_symbols:
+                decisions[book_name] = (
+                    "baseline",
+                    f"a position in {signal.symbol} is already open",
+                )
+            elif book.directives:
+                decisions[book_name] = (
+                    "self_healing",
+                    f"directive {sorted(d.value for d in book.directives)[0]} forbids new trades",
+                )
+            elif not book.allow_new_trades or not self.policy.get(
+                "risk_modes", book.risk_mode.value, "allow_new_trades", default=True
+            ):
+                decisions[book_name] = (
+                    "coordinator",
+                    f"risk mode {book.risk_mode.value} forbids new trades",
+                )
+            elif book.universe is not None and signal.symbol not in book.universe:
+                decisions[book_name] = ("universe_os", f"{signal.symbol} is outside the universe")
+            elif (
+                counts[book_name] >= baseline_max
+                and book_name == "actual"
+                and not self.applied("portfolio_balancer")
+            ):
+                decisions[book_name] = (
+                    "baseline",
+                    f"baseline allows {baseline_max} open positions",
+                )
+        first_actual, first_shadow = decisions["actual"], decisions["shadow"]
+        if first_actual is not None and first_shadow is not None:
+            self._journal_blocks(ctx, signal, decisions)
+            return first_actual, first_shadow
+
+        equity = ctx.portfolio.equity
+        baseline_tp = float(self.policy.get("baseline", "tp_pct", default=6.0))
+        baseline_sl = float(self.policy.get("baseline", "sl_pct", default=8.0))
+        stake = equity * float(self.policy.get("baseline", "stake_pct", default=2.0)) / 100.0
+        intents = {
+            "actual": EntryIntent(signal, baseline_tp, baseline_sl, stake, actual_threshold),
+            "shadow": EntryIntent(signal, baseline_tp, baseline_sl, stake, shadow_threshold),
+        }
+
+        tpsl = self._decisive(
+            self._call(shadow_ctx, "aios_adjust_signal", subject, signal=signal), TpSlProposal
+        )
+        if tpsl is not None:
+            override = bool(
+                self.policy.get("subsystems", "dynamic_tpsl", "override_baseline", default=True)
+            )
+            proposal: TpSlProposal = tpsl.value
+            applied = self._dispose(
+                ctx,
+                tpsl,
+                "aios_adjust_signal",
+                subject,
+                f"TP {proposal.tp_pct:.3f}%, SL {proposal.sl_pct:.3f}%: {proposal.reason}",
+                **where,
+            )
+            if override:
+                intents["shadow"] = replace(
+                    intents["shadow"], tp_pct=proposal.tp_pct, sl_pct=proposal.sl_pct
+                )
+                if applied:
+                    intents["actual"] = replace(
+                        intents["actual"], tp_pct=proposal.tp_pct, sl_pct=proposal.sl_pct
+                    )
+
+        # sizing: an absolute amount first, then every multiplier, then the risk mode
+        multipliers = {"actual": 1.0, "shadow": 1.0}
+        for result in self._call(shadow_ctx, "aios_size", subject, intent=intents["shadow"]):
+            if result.error is not None or not isinstance(result.value, SizeProposal):
+                continue
+            size: SizeProposal = result.value
+            applied = self._dispose(ctx, result, "aios_size", subject, size.reason, **where)
+            for book_name in ("actual", "shadow"):
+                if book_name == "actual" and not applied:
+                    continue
+                if size.quote_amount is not None:
+                    intents[book_name] = replace(intents[book_name], quote_amount=size.quote_amount)
+                if size.multiplier is not None:
+                    multipliers[book_name] *= size.multiplier
+        for book_name, book in (("actual", self.actual), ("shadow", self.shadow)):
+            if book_name == "shadow" or self.applied("coordinator"):
+                multipliers[book_name] *= float(
+                    self.policy.get(
+                        "risk_modes", book.risk_mode.value, "size_multiplier", default=1.0
+                    )
+                )
+            intents[book_name] = replace(
+                intents[book_name],
+                quote_amount=intents[book_name].quote_amount * multipliers[book_name],
+            )
+
+        for result in self._call(
+            shadow_ctx, "aios_filter_entry", subject, intent=intents["shadow"]
+        ):
+            if result.error is not None:
+                if self._fails_closed(result.plugin):
+                    verdict_reason = f"{result.plugin} failed (fail_closed): {result.error}"
+                    if decisions["shadow"] is None:
+                        decisions["shadow"] = (result.plugin, verdict_reason)
+                    if decisions["actual"] is None and self.applied(result.plugin):
+                        decisions["actual"] = (result.plugin, verdict_reason)
+                continue
+            if not isinstance(result.value, EntryVerdict):
+                continue
+            verdict: EntryVerdict = result.value
+            if verdict.allow:
+                self._dispose(
+                    ctx, result, "aios_filter_entry", subject, f"allows: {verdict.reason}", **where
+                )
+                continue
+            applied = self._dispose(
+                ctx, result, "aios_filter_entry", subject, f"blocks: {verdict.reason}", **where
+            )
+            if decisions["shadow"] is None:
+                decisions["shadow"] = (result.plugin, verdict.reason)
+            if applied and decisions["actual"] is None:
+                decisions["actual"] = (result.plugin, verdict.reason)
+            if self.effective_mode(result.plugin) is Mode.ADVISORY:
+                advisories.append(
+                    f"{result.plugin} advises blocking {signal.symbol}: {verdict.reason}"
+                )
+
+        plans = {
+            "actual": ExecutionPlan(OrderType.MARKET, 1, "baseline market order"),
+            "shadow": ExecutionPlan(OrderType.MARKET, 1, "baseline market order"),
+        }
+        plan_result = self._decisive(
+            self._call(shadow_ctx, "aios_execution_plan", subject, intent=intents["shadow"]),
+            ExecutionPlan,
+        )
+        if plan_result is not None:
+            plan: ExecutionPlan = plan_result.value
+            text = (
+                f"veto: {plan.veto}"
+                if plan.veto
+                else f"{plan.order_type.value} in {plan.slices} slice(s): {plan.reason}"
+            )
+            applied = self._dispose(ctx, plan_result, "aios_execution_plan", subject, text, **where)
+            plans["shadow"] = plan
+            if applied:
+                plans["actual"] = plan
+        for book_name in ("actual", "shadow"):
+            plan = plans[book_name]
+            if decisions[book_name] is None and plan.veto:
+                decisions[book_name] = ("execution", plan.veto)
+            if decisions[book_name] is None:
+                intent = intents[book_name]
+                cash = ctx.portfolio.cash
+                amount = min(intent.quote_amount, cash)
+                minimum = float(
+                    self.policy.get(
+                        "subsystems", "portfolio_balancer", "min_order_quote", default=0.0
+                    )
+                )
+                if amount <= 0 or amount < minimum:
+                    decisions[book_name] = (
+                        "engine",
+                        f"order of {amount:.8g} is below the minimum or the cash available",
+                    )
+                    continue
+                price = signal.price
+                sign = signal.side.sign
+                decisions[book_name] = OrderIntent(
+                    id=self._order_id(ctx),
+                    symbol=signal.symbol,
+                    side=signal.side,
+                    action=OrderAction.OPEN,
+                    reason=f"{book_name} entry on signal {signal.id}",
+                    trace=signal.id,
+                    quote_amount=amount,
+                    order_type=plan.order_type,
+                    slices=plan.slices,
+                    limit_offset_bps=plan.limit_offset_bps,
+                    take_profit=price * (1 + sign * intent.tp_pct / 100.0),
+                    stop_loss=price * (1 - sign * intent.sl_pct / 100.0),
+                    confidence=signal.confidence,
+                    size_multiplier=multipliers[book_name],
+                    entry_price=price,
+                )
+        self._journal_blocks(ctx, signal, decisions)
+        return decisions["actual"], decisions["shadow"]  # type: ignore[return-value]
+
+    def _journal_blocks(
+        self, ctx: CycleContext, signal: Signal, decisions: Mapping[str, Any]
+    ) -> None:
+        where = {"symbol": signal.symbol, "trace": signal.id}
+        for book_name, decision in decisions.items():
+            if isinstance(decision, OrderIntent):
+                text = f"{book_name} order {decision.id}: {decision.side.value} {decision.quote_amount:.8g} {decision.symbol}, TP {decision.take_profit:.8g}, SL {decision.stop_loss:.8g}"
+                self._journal(
+                    ctx,
+                    ENGINE,
+                    "entry",
+                    f"order:{decision.id}",
+                    decision,
+                    "engine",
+                    book_name == "actual",
+                    text,
+                    mode="ENGINE",
+                    **where,
+                )
+            elif decision is not None:
+                by, reason = decision
+                self._journal(
+                    ctx,
+                    ENGINE,
+                    "entry",
+                    f"signal:{signal.id}",
+                    {"book": book_name, "blocked_by": by, "reason": reason},
+                    "engine",
+                    False,
+                    f"{book_name}: blocked by {by}: {reason}",
+                    mode="ENGINE",
+                    **where,
+                )
+
+    # --- the monitor cycle ---------------------------------------------------------------------
+
+    def monitor_cycle(
+        self, now: datetime, market: MarketView, portfolio: PortfolioView, *, book: str = "actual"
+    ) -> MonitorOutcome:
+        """Per open position: safety floor, classify (PIL), amplify (PAL), protect (exit
+        proposals), then make sure every position has a TP and an SL.
+
+        With `book="shadow"` every proposal is applied (the shadow book's positions)."""
+        self._now = now
+        state = self.actual if book == "actual" else self.shadow
+        ctx = CycleContext(
+            now,
+            self.cycle,
+            self.policy,
+            self.stage,
+            market,
+            portfolio,
+            state.risk_mode,
+            frozenset(state.directives),
+            models=self.models,
+        )
+        orders: list[OrderIntent] = []
+        advisories: list[str] = []
+        for position in portfolio.positions:
+            price = portfolio.price(position.symbol)
+            if price is None:
+                continue
+            order = self._monitor_position(ctx, position, price, book, advisories)
+            if order is not None:
+                orders.append(order)
+        if orders and self.journal is not None:
+            self.journal.flush()
+        return MonitorOutcome(self.cycle, book, tuple(orders), tuple(advisories))
+
+    def _monitor_position(
+        self, ctx: CycleContext, position: Position, price: float, book: str, advisories: list[str]
+    ) -> OrderIntent | None:
+        subject = f"position:{position.id}"
+        where = {"symbol": position.symbol, "trace": position.trace or None}
+        shadow = book == "shadow"
+
+        def order(action: PositionAction, reason: str) -> OrderIntent:
+            kinds = {
+                ActionKind.CLOSE: OrderAction.CLOSE,
+                ActionKind.REDUCE: OrderAction.REDUCE,
+                ActionKind.SCALE_IN: OrderAction.SCALE_IN,
+                ActionKind.SET_STOPS: OrderAction.SET_STOPS,
+                ActionKind.EXTEND_HOLD: OrderAction.SET_STOPS,
+            }
+            quote = None
+            if action.kind is ActionKind.SCALE_IN and action.fraction is not None:
+                quote = position.entry_price * position.quantity * action.fraction
+            result = OrderIntent(
+                id=self._order_id(ctx),
+                symbol=position.symbol,
+                side=position.side,
+                action=kinds[action.kind],
+                reason=reason,
+                trace=position.trace,
+                position_id=position.id,
+                quote_amount=quote,
+                fraction=action.fraction if action.kind is ActionKind.REDUCE else None,
+                stop_loss=action.stop_loss,
+                take_profit=action.take_profit,
+                trailing_stop_pct=action.trailing_stop_pct,
+                hold_until=action.hold_until,
+                safety=action.safety,
+            )
+            self._journal(
+                ctx,
+                ENGINE,
+                "monitor",
+                f"order:{result.id}",
+                result,
+                "engine",
+                not shadow,
+                f"{book} {result.action.value} {position.symbol}: {reason}",
+                mode="ENGINE",
+                **where,
+            )
+            return result
+
+        # safety floor: emergency close strictly beyond the loss limit, in every stage
+        if self.policy.get("safety", "emergency_close", "enabled", default=True):
+            limit = float(
+                self.policy.get("safety", "emergency_close", "loss_limit_pct", default=10.0)
+            )
+            pnl = position.pnl_pct(price)
+            if pnl < -limit:
+                action = PositionAction(
+                    position.id,
+                    ActionKind.CLOSE,
+                    f"loss {pnl:.3f}% is beyond the emergency loss limit -{limit:g}%",
+                    safety=True,
+                )
+                self._journal(
+                    ctx,
+                    SAFETY,
+                    "emergency_close",
+                    subject,
+                    action,
+                    "applied",
+                    True,
+                    action.reason,
+                    **where,
+                )
+                return order(action, action.reason)
+        directives = ctx.directives
+        if DirectiveKind.EMERGENCY_SHUTDOWN in directives:
+            action = PositionAction(
+                position.id, ActionKind.CLOSE, "EMERGENCY_SHUTDOWN is active", safety=True
+            )
+            self._journal(
+                ctx,
+                "self_healing",
+                "emergency_shutdown",
+                subject,
+                action,
+                "applied",
+                True,
+                action.reason,
+                mode="SAFETY",
+                **where,
+            )
+            return order(action, action.reason)
+
+        assessment: PositionAssessment | None = None
+        pil = self._decisive(
+            self._call(ctx, "aios_classify_position", subject, position=position),
+            PositionAssessment,
+        )
+        if pil is not None:
+            assessment = pil.value
+            self._dispose(
+                ctx,
+                pil,
+                "aios_classify_position",
+                subject,
+                f"{assessment.category.value} at R {assessment.r_multiple if assessment.r_multiple is None else round(assessment.r_multiple, 3)}: recommends {assessment.recommendation.value} ({assessment.reason})",
+                **where,
+            )
+
+        candidates: list[tuple[int, HookResult, PositionAction]] = []
+        for result in self._call(
+            ctx, "aios_amplify", subject, position=position, assessment=assessment
+        ):
+            if result.error is None and isinstance(result.value, PositionAction):
+                candidates.append(
+                    (PRECEDENCE.get(result.plugin, len(PRECEDENCE)), result, result.value)
+                )
+        for result in self._call(
+            ctx, "aios_protect", subject, position=position, assessment=assessment
+        ):
+            if result.error is None and result.value:
+                for action in result.value:
+                    if isinstance(action, PositionAction):
+                        candidates.append(
+                            (PRECEDENCE.get(result.plugin, len(PRECEDENCE)), result, action)
+                        )
+
+        chosen: list[tuple[HookResult, PositionAction]] = []
+        for _, result, action in sorted(candidates, key=lambda c: c[0]):
+            applied = self._dispose(
+                ctx,
+                result,
+                "aios_amplify"
+                if action.kind in (ActionKind.SCALE_IN, ActionKind.EXTEND_HOLD, ActionKind.REDUCE)
+                and result.plugin != "exit_proposals"
+                else "aios_protect",
+                subject,
+                f"{action.kind.value}: {action.reason}",
+                **where,
+            )
+            if shadow or applied:
+                chosen.append((result, action))
+            elif self.effective_mode(result.plugin) is Mode.ADVISORY:
+                advisories.append(
+                    f"{result.plugin} advises {action.kind.value} on {position.symbol}: {action.reason}"
+                )
+        for kind in (ActionKind.CLOSE, ActionKind.REDUCE):
+            for result, action in chosen:
+                if action.kind is kind:
+                    return order(action, f"{result.plugin}: {action.reason}")
+        stops = [a for _, a in chosen if a.kind is ActionKind.SET_STOPS]
+        if stops:
+            tightest = self._tightest(position, stops)
+            return order(tightest, tightest.reason)
+        for result, action in chosen:
+            if action.kind is ActionKind.SCALE_IN and RiskMode.CRITICAL is not ctx.risk_mode:
+                return order(action, f"{result.plugin}: {action.reason}")
+            if action.kind is ActionKind.EXTEND_HOLD:
+                return order(action, f"{result.plugin}: {action.reason}")
+        if position.stop_loss is None or position.take_profit is None:
+            tp = float(self.policy.get("baseline", "tp_pct", default=6.0))
+            sl = float(self.policy.get("baseline", "sl_pct", default=8.0))
+            sign = position.side.sign
+            action = PositionAction(
+                position.id,
+                ActionKind.SET_STOPS,
+                "every position has a TP and an SL (baseline distances)",
+                stop_loss=position.stop_loss
+                if position.stop_loss is not None
+                else position.entry_price * (1 - sign * sl / 100.0),
+                take_profit=position.take_profit
+                if position.take_profit is not None
+                else position.entry_price * (1 + sign * tp / 100.0),
+            )
+            return order(action, action.reason)
+        return None
+
+    @staticmethod
+    def _tightest(position: Position, actions: Sequence[PositionAction]) -> PositionAction:
+        """Of several stop proposals, the one that protects most (highest stop for a long)."""
+        with_stop = [a for a in actions if a.stop_loss is not None]
+        if not with_stop:
+            return actions[0]
+        if position.side is Side.LONG:
+            return max(with_stop, key=lambda a: a.stop_loss or 0.0)
+        return min(with_stop, key=lambda a: a.stop_loss or math.inf)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def _lifecycle_ctx(
+        self, now: datetime, market: MarketView, portfolio: PortfolioView
+    ) -> CycleContext:
+        self._now = now
+        return CycleContext(
+            now,
+            self.cycle,
+            self.policy,
+            self.stage,
+            market,
+            portfolio,
+            self.actual.risk_mode,
+            frozenset(self.actual.directives),
+            models=self.models,
+        )
+
+    def trade_opened(
+        self, now: datetime, market: MarketView, portfolio: PortfolioView, position: Position
+    ) -> None:
+        self._call(
+            self._lifecycle_ctx(now, market, portfolio),
+            "aios_trade_opened",
+            f"position:{position.id}",
+            position=position,
+        )
+
+    def trade_closed(
+        self, now: datetime, market: MarketView, portfolio: PortfolioView, trade: ClosedTrade
+    ) -> None:
+        self._call(
+            self._lifecycle_ctx(now, market, portfolio),
+            "aios_trade_closed",
+            f"position:{trade.position_id}",
+            trade=trade,
+        )
+
+    def reload(
+        self, now: datetime, market: MarketView, portfolio: PortfolioView, policy: Policy
+    ) -> None:
+        """Swap in a validated policy between cycles; learned state stays in the plugins."""
+        previous = self.policy
+        self.policy = policy
+        ctx = self._lifecycle_ctx(now, market, portfolio)
+        self._journal(
+            ctx,
+            ENGINE,
+            "aios_policy_reloaded",
+            "policy",
+            {"previous": previous.hash, "current": policy.hash},
+            "engine",
+            True,
+            f"policy {previous.hash[:12]} -> {policy.hash[:12]}",
+            mode="ENGINE",
+        )
+        self._call(ctx, "aios_policy_reloaded", "policy", previous=previous, current=policy)
+
+    def set_stage(
+        self, now: datetime, market: MarketView, portfolio: PortfolioView, stage: Stage
+    ) -> None:
+        """Only the stage machine calls this."""
+        previous, self.stage = self.stage, stage
+        ctx = self._lifecycle_ctx(now, market, portfolio)
+        self._journal(
+            ctx,
+            ENGINE,
+            "aios_stage_changed",
+            "stage",
+            {"previous": previous.value, "current": stage.value},
+            "engine",
+            True,
+            f"stage {previous.value} -> {stage.value}",
+            mode="ENGINE",
+        )
+        self._call(ctx, "aios_stage_changed", "stage", previous=previous, current=stage)

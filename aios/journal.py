@@ -1,0 +1,330 @@
+"""The decision journal: every proposal, with its provenance, in SQLite (WAL).
+
+Rows are queued by the engine (a list append on the hot path) and written in batches by a
+writer thread. Before the engine acts on a decision it calls `flush()`, which returns only when
+every row queued so far is committed: what the engine acted on is durable before the action.
+A clean stop flushes; a crash loses at most rows of decisions nobody acted on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    cycle INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    subsystem TEXT NOT NULL,
+    hook TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    symbol TEXT,
+    trace TEXT,
+    proposal TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    applied INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    policy_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_trace ON decisions (trace);
+CREATE INDEX IF NOT EXISTS decisions_symbol_time ON decisions (symbol, time);
+CREATE INDEX IF NOT EXISTS decisions_subsystem ON decisions (subsystem, time);
+"""
+
+#: What happened to a proposal. `applied`: it changed what the engine did. `advisory`: surfaced,
+#: not applied (effective mode ADVISORY). `observed`: journaled only (OBSERVE). `error`: the
+#: plugin raised. `engine`: a decision the engine itself made (an order, a block by the baseline).
+OUTCOMES = ("applied", "advisory", "observed", "error", "engine")
+
+
+class JournalError(Exception):
+    """The journal cannot be opened or written (corrupt file, locked, unwritable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """One journal row."""
+
+    run_id: str
+    cycle: int
+    time: datetime
+    subsystem: str
+    hook: str
+    subject: str
+    proposal: Any
+    mode: str
+    outcome: str
+    applied: bool
+    reason: str
+    policy_hash: str
+    symbol: str | None = None
+    trace: str | None = None
+
+
+def to_jsonable(value: Any) -> Any:
+    """Records, enums, datetimes and mappings as plain JSON values (for the journal and --json)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [to_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    return str(value)
+
+
+def _row(decision: Decision) -> tuple[Any, ...]:
+    return (
+        decision.run_id,
+        decision.cycle,
+        decision.time.isoformat(),
+        decision.subsystem,
+        decision.hook,
+        decision.subject,
+        decision.symbol,
+        decision.trace,
+        json.dumps(to_jsonable(decision.proposal), sort_keys=True, separators=(",", ":")),
+        decision.mode,
+        decision.outcome,
+        1 if decision.applied else 0,
+        decision.reason,
+        decision.policy_hash,
+    )
+
+
+def connect(path: Path | str, *, create: bool) -> sqlite3.Connection:
+    """Open a journal database, refusing a file that is not one (never overwriting it)."""
+    target = Path(path) if str(path) != ":memory:" else None
+    if target is not None and not create and not target.exists():
+        raise JournalError(f"no journal at {target}: run `aios run` first, or pass --state-dir")
+    try:
+        connection = sqlite3.connect(
+            str(path), check_same_thread=False, isolation_level=None, timeout=5.0
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        if create:
+            connection.executescript(_DDL)
+            connection.execute(
+                "INSERT OR IGNORE INTO journal_meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        else:
+            connection.execute("SELECT 1 FROM decisions LIMIT 1")
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(
+            f"cannot use {path} as a journal: {exc} (the file is left untouched)"
+        ) from None
+    return connection
+
+
+class Journal:
+    """Batched, durable-before-acting writer of decisions."""
+
+    def __init__(self, path: Path | str = ":memory:", batch_size: int = 2000) -> None:
+        self.path = path
+        self._connection = connect(path, create=True)
+        self._batch_size = batch_size
+        self._pending: list[Decision] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._written = 0
+        self._queued = 0
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="aios-journal", daemon=True)
+        self._writer.start()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def record(self, decision: Decision) -> None:
+        """Queue one row (cheap). Raises JournalError if the writer has failed."""
+        if self._failure is not None:
+            raise JournalError(f"the journal writer failed: {self._failure}")
+        with self._lock:
+            self._pending.append(decision)
+            self._queued += 1
+            if len(self._pending) >= self._batch_size:
+                self._wake.notify_all()
+
+    def flush(self) -> None:
+        """Return once every row queued so far is committed (call before acting)."""
+        with self._lock:
+            target = self._queued
+            self._wake.notify_all()
+            while self._written < target and self._failure is None:
+                self._wake.wait(timeout=1.0)
+        if self._failure is not None:
+            raise JournalError(f"the journal writer failed: {self._failure}")
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pending and not self._closed:
+                    self._wake.wait()
+                batch, self._pending = self._pending, []
+                closing = self._closed
+            if batch:
+                try:
+                    rows = [_row(decision) for decision in batch]
+                    with self._connection:
+                        self._connection.execute("BEGIN")
+                        self._connection.executemany(
+                            "INSERT INTO decisions (run_id, cycle, time, subsystem, hook, subject, symbol, trace,"
+                            " proposal, mode, outcome, applied, reason, policy_hash)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            rows,
+                        )
+                except BaseException as exc:  # surfaced to the engine on its next record/flush
+                    with self._lock:
+                        self._failure = exc
+                        self._wake.notify_all()
+                    return
+                with self._lock:
+                    self._written += len(batch)
+                    self._wake.notify_all()
+            if closing and not batch:
+                return
+
+    def close(self) -> None:
+        """Flush and stop the writer (a clean stop loses nothing)."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            with self._lock:
+                self._closed = True
+                self._wake.notify_all()
+            self._writer.join(timeout=10)
+            self._connection.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading (also used by a separate process through JournalReader) ------------------------
+
+    def reader(self) -> JournalReader:
+        self.flush()
+        return JournalReader(self._connection)
+
+
+@dataclass(frozen=True)
+class JournalRow:
+    id: int
+    run_id: str
+    cycle: int
+    time: str
+    subsystem: str
+    hook: str
+    subject: str
+    symbol: str | None
+    trace: str | None
+    proposal: Any
+    mode: str
+    outcome: str
+    applied: bool
+    reason: str
+    policy_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class JournalReader:
+    """Queries for `aios journal` and `aios explain`."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    @classmethod
+    def open(cls, path: Path | str) -> JournalReader:
+        return cls(connect(path, create=False))
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> Iterator[JournalRow]:
+        try:
+            cursor = self._connection.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"cannot read the journal: {exc}") from None
+        for row in cursor:
+            values = list(row)
+            values[9] = json.loads(values[9])
+            values[12] = bool(values[12])
+            yield JournalRow(*values)
+
+    _COLUMNS = "id, run_id, cycle, time, subsystem, hook, subject, symbol, trace, proposal, mode, outcome, applied, reason, policy_hash"
+
+    def query(
+        self,
+        *,
+        subsystem: str | None = None,
+        symbol: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        outcomes: Sequence[str] = (),
+        trace: str | None = None,
+        subject: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[JournalRow]:
+        """Rows matching every given filter, oldest first."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("subsystem", subsystem),
+            ("symbol", symbol),
+            ("trace", trace),
+            ("subject", subject),
+            ("run_id", run_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("time <= ?")
+            params.append(until)
+        if outcomes:
+            clauses.append(f"outcome IN ({', '.join('?' for _ in outcomes)})")
+            params.extend(outcomes)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        return list(
+            self._rows(f"SELECT {self._COLUMNS} FROM decisions{where} ORDER BY id{tail}", params)
+        )
+
+    def traces_for(self, subject: str) -> list[str]:
+        """Trace ids connected to a subject: a trace itself, a symbol, an order or position id."""
+        rows = self._connection.execute(
+            "SELECT DISTINCT trace FROM decisions WHERE trace IS NOT NULL AND (trace = ? OR subject = ? OR subject LIKE ?)",
+            (subject, subject, f"%:{subject}"),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def count(self) -> int:
+        return int(self._connection.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])

@@ -1,0 +1,163 @@
+"""The built-in signal source: a logistic model's probability that price rises, as a signal.
+
+Which model: the registry's champion (`ctx.models.champion()`) when there is one that fits the
+policy (a `logistic` model with exactly the policy's `features`); otherwise a bootstrap model
+this plugin trains for itself, once, as soon as the market holds enough labelled rows. The
+bootstrap pools the last `lookback_candles` of every universe symbol the market has (and the
+symbol asked about), is seeded by `seed`, and needs as many labelled rows as the policy asks of
+any training (`subsystems.retraining.min_samples`: the signal model's section has no such knob).
+It is kept privately and retrained only when the features or the seed change.
+
+Per call: at most one signal for the symbol, at its latest closed candle. With p the model's
+probability of "up" over its horizon, the side is LONG when p >= 0.5 and SHORT otherwise, and
+the confidence is max(p, 1 - p), the probability of the predicted direction. The confidence
+threshold (`min_confidence` times the risk mode's multiplier) is the engine's to apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from aios.hookspecs import hookimpl
+from aios.model import CycleContext, HealthReport, HealthStatus, Side, Signal
+from aios.plugin import Subsystem
+from plugins._logistic import (
+    DEFAULT_HORIZON,
+    FEATURE_WINDOW,
+    LogisticModel,
+    extract_features,
+    market_dataset,
+    possible_rows,
+    train,
+)
+
+
+class SignalModel(Subsystem):
+    """Turns candle features into LONG/SHORT signals with a calibrated confidence."""
+
+    name = "signal_model"
+
+    def __init__(self) -> None:
+        self._bootstrap: LogisticModel | None = None
+        self._bootstrap_seed: int | None = None
+        self._bootstrap_rows = 0
+        self._bootstrap_attempt: tuple[datetime, tuple[str, ...], int] | None = None
+        self._champion: tuple[str, LogisticModel | str] | None = None
+
+    # --- which model ------------------------------------------------------------------------
+
+    def _features(self, ctx: CycleContext) -> tuple[str, ...]:
+        return tuple(str(name) for name in self.settings(ctx)["features"])
+
+    def _champion_model(self, ctx: CycleContext) -> tuple[str, LogisticModel | str] | None:
+        """(version, model) for a usable champion, (version, why not) for an unusable one,
+        None without a registry or a champion. Parsed once per version."""
+        if ctx.models is None:
+            return None
+        champion = ctx.models.champion()
+        if champion is None:
+            return None
+        if self._champion is None or self._champion[0] != champion.version:
+            parsed: LogisticModel | str
+            try:
+                parsed = LogisticModel.from_params(champion.params)
+            except ValueError as exc:
+                parsed = str(exc)
+            self._champion = (champion.version, parsed)
+        version, model = self._champion
+        features = self._features(ctx)
+        if isinstance(model, LogisticModel) and model.features != features:
+            return version, (
+                f"trained on features {list(model.features)}, the policy asks for {list(features)}"
+            )
+        return version, model
+
+    def _bootstrap_model(self, ctx: CycleContext, symbol: str) -> LogisticModel | None:
+        """The private model, trained once when enough labelled rows exist (at most one attempt
+        per cycle time and settings, so a short market does not cost a training pass per symbol)."""
+        settings = self.settings(ctx)
+        features, seed = self._features(ctx), int(settings["seed"])
+        model = self._bootstrap
+        if model is not None and model.features == features and self._bootstrap_seed == seed:
+            return model
+        attempt = (ctx.now, features, seed)
+        if self._bootstrap_attempt == attempt:
+            return None
+        self._bootstrap_attempt = attempt
+        universe = [str(s) for s in ctx.policy.get("universe", "symbols", default=[])]
+        symbols = [*universe, symbol] if symbol not in universe else universe
+        lookback = int(settings["lookback_candles"])
+        self._bootstrap_rows = possible_rows(ctx.market, symbols, lookback, features)
+        if self._bootstrap_rows < self._min_rows(ctx):
+            return None
+        dataset = market_dataset(ctx.market, symbols, lookback, features, DEFAULT_HORIZON)
+        self._bootstrap_rows = len(dataset)
+        if len(dataset) < self._min_rows(ctx):
+            return None
+        self._bootstrap, self._bootstrap_seed = train(dataset, seed), seed
+        return self._bootstrap
+
+    @staticmethod
+    def _min_rows(ctx: CycleContext) -> int:
+        return int(ctx.policy.get("subsystems", "retraining", "min_samples", default=1))
+
+    def _model(self, ctx: CycleContext, symbol: str) -> LogisticModel | None:
+        champion = self._champion_model(ctx)
+        if champion is not None and isinstance(champion[1], LogisticModel):
+            return champion[1]
+        return self._bootstrap_model(ctx, symbol)
+
+    # --- hooks ------------------------------------------------------------------------------
+
+    @hookimpl
+    def aios_signals(self, ctx: CycleContext, symbol: str) -> Sequence[Signal]:
+        candles = ctx.market.history(symbol, FEATURE_WINDOW)
+        if not candles:
+            return []
+        model = self._model(ctx, symbol)
+        if model is None:
+            return []
+        values = extract_features(candles, model.features)
+        if values is None:
+            return []
+        p_up = model.probability_up(values)
+        last = candles[-1]
+        return [
+            Signal(
+                id=f"{symbol}@{last.time.isoformat()}",
+                symbol=symbol,
+                side=Side.LONG if p_up >= 0.5 else Side.SHORT,
+                confidence=max(p_up, 1.0 - p_up),
+                source=self.name,
+                time=last.time,
+                price=last.close,
+                features=values,
+            )
+        ]
+
+    @hookimpl
+    def aios_health(self, ctx: CycleContext) -> HealthReport:
+        """Which model is in use. An unusable champion is DEGRADED (signals fall back to the
+        bootstrap model); having no model yet is a warm-up, not a fault."""
+        champion = self._champion_model(ctx)
+        if champion is not None and isinstance(champion[1], LogisticModel):
+            return HealthReport(self.name, HealthStatus.OK, f"champion {champion[0]} in use")
+        bootstrap = self._bootstrap
+        features = self._features(ctx)
+        if bootstrap is not None and bootstrap.features == features:
+            using = f"bootstrap model trained on {self._bootstrap_rows} rows in use"
+        else:
+            using = (
+                f"no model yet: {self._bootstrap_rows} labelled rows seen, "
+                f"{self._min_rows(ctx)} needed to train the bootstrap model"
+            )
+        metrics = {"bootstrap_rows": float(self._bootstrap_rows)}
+        if champion is not None:
+            return HealthReport(
+                self.name,
+                HealthStatus.DEGRADED,
+                f"champion {champion[0]} unusable ({champion[1]}); {using}",
+                metrics,
+            )
+        return HealthReport(self.name, HealthStatus.OK, using, metrics)

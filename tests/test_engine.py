@@ -1,0 +1,384 @@
+"""The engine: isolation of failing plugins, modes and stages, the safety floor, the journal.
+
+Stub plugins stand in for the subsystems so that each test controls exactly what is proposed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from aios.engine import Engine
+from aios.hookspecs import hookimpl
+from aios.journal import Journal
+from aios.model import (
+    ActionKind,
+    CycleContext,
+    DirectiveKind,
+    DirectiveProposal,
+    EntryIntent,
+    EntryVerdict,
+    HealthReport,
+    OrderAction,
+    PortfolioView,
+    Position,
+    PositionAction,
+    PositionAssessment,
+    RiskAssessment,
+    RiskMode,
+    Side,
+    Signal,
+    Stage,
+)
+from aios.registry import PluginConflict, plugin_set
+from aios.testing import T0, candles_from_closes, default_policy, market, position
+
+SYMBOL = "ETH/BTC"
+OPEN_BOOK = PortfolioView(equity=1.0, cash=1.0, prices={SYMBOL: 100.0})
+
+
+class Source:
+    """A signal source that emits one LONG signal per call at a fixed confidence."""
+
+    name = "signal_model"
+
+    def __init__(self, confidence: float = 0.7) -> None:
+        self.confidence = confidence
+
+    @hookimpl
+    def aios_signals(self, ctx: CycleContext, symbol: str) -> list[Signal]:
+        return [
+            Signal(
+                f"{symbol}@{ctx.cycle}",
+                symbol,
+                Side.LONG,
+                self.confidence,
+                self.name,
+                ctx.now,
+                100.0,
+            )
+        ]
+
+
+class Blocker:
+    """A pre-trade filter that blocks every entry (or raises, when told to)."""
+
+    def __init__(self, name: str = "portfolio_balancer", raises: bool = False) -> None:
+        self.name = name
+        self.raises = raises
+        self.calls = 0
+
+    @hookimpl
+    def aios_filter_entry(self, ctx: CycleContext, intent: EntryIntent) -> EntryVerdict:
+        self.calls += 1
+        if self.raises:
+            raise RuntimeError("boom")
+        return EntryVerdict(False, "cap reached")
+
+
+class Coordinator:
+    name = "coordinator"
+
+    def __init__(self, mode: RiskMode) -> None:
+        self.mode = mode
+
+    @hookimpl
+    def aios_coordinate(self, ctx: CycleContext) -> RiskAssessment:
+        return RiskAssessment(self.mode, True, "test")
+
+
+class Healer:
+    name = "self_healing"
+
+    def __init__(self, active: frozenset[DirectiveKind]) -> None:
+        self.active = active
+
+    @hookimpl
+    def aios_directives(
+        self, ctx: CycleContext, health: Sequence[HealthReport]
+    ) -> DirectiveProposal:
+        return DirectiveProposal(self.active)
+
+
+def only_eth(extra: str = "") -> str:
+    return "universe:\n  symbols: [ETH/BTC]\n" + extra
+
+
+def engine(
+    *plugins: Any, stage: Stage = Stage.AUTONOMY, overlay: str = "", journal: Journal | None = None
+) -> Engine:
+    return Engine(default_policy(only_eth(overlay)), plugin_set(plugins), journal, stage=stage)
+
+
+def eth_market() -> Any:
+    return market({SYMBOL: candles_from_closes([100.0] * 30)})
+
+
+def run_entry(eng: Engine, portfolio: PortfolioView = OPEN_BOOK, now: Any = T0) -> Any:
+    return eng.entry_cycle(now, eth_market(), portfolio)
+
+
+# --- modes and stages --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", [Stage.OBSERVATION, Stage.ADVISORY])
+def test_observe_and_advisory_never_change_what_the_baseline_does(stage: Stage) -> None:
+    governed = run_entry(engine(Source(), Blocker(), stage=stage))
+    bare = run_entry(engine(Source(), stage=stage))
+    assert [(o.symbol, o.quote_amount, o.take_profit, o.stop_loss) for o in governed.orders] == [
+        (o.symbol, o.quote_amount, o.take_profit, o.stop_loss) for o in bare.orders
+    ]
+    assert len(governed.orders) == 1
+    # the shadow book shows what enforcement would have done
+    assert governed.shadow_orders == ()
+    assert [b.by for b in governed.blocked if b.book == "shadow"] == ["portfolio_balancer"]
+
+
+def test_advisory_stage_surfaces_the_proposal() -> None:
+    outcome = run_entry(engine(Source(), Blocker(), stage=Stage.ADVISORY))
+    assert outcome.advisories == ("portfolio_balancer advises blocking ETH/BTC: cap reached",)
+
+
+def test_enforced_in_autonomy_changes_the_outcome() -> None:
+    outcome = run_entry(engine(Source(), Blocker(), stage=Stage.AUTONOMY))
+    assert outcome.orders == ()
+    assert [(b.book, b.by, b.reason) for b in outcome.blocked] == [
+        ("actual", "portfolio_balancer", "cap reached"),
+        ("shadow", "portfolio_balancer", "cap reached"),
+    ]
+
+
+def test_subsystem_mode_below_enforced_is_not_applied_even_in_autonomy() -> None:
+    overlay = "subsystems:\n  portfolio_balancer:\n    mode: ADVISORY\n"
+    outcome = run_entry(engine(Source(), Blocker(), stage=Stage.AUTONOMY, overlay=overlay))
+    assert len(outcome.orders) == 1
+
+
+def test_disabled_subsystem_is_not_called() -> None:
+    blocker = Blocker()
+    run_entry(
+        engine(
+            Source(), blocker, overlay="subsystems:\n  portfolio_balancer:\n    enabled: false\n"
+        )
+    )
+    assert blocker.calls == 0
+
+
+def test_plugin_without_a_policy_section_is_off() -> None:
+    blocker = Blocker(name="unconfigured_filter")
+    outcome = run_entry(engine(Source(), blocker))
+    assert blocker.calls == 0 and len(outcome.orders) == 1
+
+
+# --- the risk mode multiplies the threshold, not the confidence --------------------------------
+
+
+def test_critical_raises_the_threshold_and_keeps_the_confidence() -> None:
+    # threshold = signal_model.min_confidence 0.65 x CRITICAL 1.25 = 0.8125 > 0.8
+    outcome = run_entry(engine(Source(0.8), Coordinator(RiskMode.CRITICAL)))
+    assert outcome.risk_mode is RiskMode.CRITICAL
+    assert outcome.orders == ()
+    [block] = [b for b in outcome.blocked if b.book == "actual"]
+    assert block.reason == "confidence 0.800 below threshold 0.812"
+    assert outcome.signals[0].confidence == 0.8
+
+
+def test_aggressive_lowers_the_threshold() -> None:
+    # 0.65 x 0.90 = 0.585 <= 0.6 < 0.65
+    assert len(run_entry(engine(Source(0.6), Coordinator(RiskMode.AGGRESSIVE))).orders) == 1
+    assert run_entry(engine(Source(0.6), Coordinator(RiskMode.NORMAL))).orders == ()
+
+
+def test_risk_mode_is_not_applied_in_observation() -> None:
+    outcome = run_entry(
+        engine(Source(0.8), Coordinator(RiskMode.CRITICAL), stage=Stage.OBSERVATION)
+    )
+    assert outcome.risk_mode is RiskMode.NORMAL and outcome.shadow_risk_mode is RiskMode.CRITICAL
+    assert len(outcome.orders) == 1 and outcome.shadow_orders == ()
+
+
+# --- isolation ---------------------------------------------------------------------------------
+
+
+def test_a_raising_plugin_stops_neither_the_cycle_nor_the_others() -> None:
+    raiser = Blocker(name="exit_proposals", raises=True)
+    other = Blocker(name="portfolio_balancer")
+    journal = Journal()
+    overlay = "subsystems:\n  exit_proposals:\n    on_error: fail_open\n"
+    eng = engine(Source(), raiser, other, journal=journal, overlay=overlay)
+    outcome = run_entry(eng)
+    assert raiser.calls == 1 and other.calls == 1
+    assert [b.by for b in outcome.blocked if b.book == "actual"] == ["portfolio_balancer"]
+    errors = journal.reader().query(outcomes=["error"])
+    assert [(r.subsystem, r.reason) for r in errors] == [
+        ("exit_proposals", "raised RuntimeError: boom; fail_open")
+    ]
+    assert eng.health["exit_proposals"].errors == 1
+
+
+def test_fail_open_acts_as_if_the_plugin_were_off() -> None:
+    overlay = "subsystems:\n  portfolio_balancer:\n    on_error: fail_open\n"
+    outcome = run_entry(engine(Source(), Blocker(raises=True), overlay=overlay))
+    assert len(outcome.orders) == 1 and len(outcome.shadow_orders) == 1
+
+
+def test_fail_closed_counts_as_a_block() -> None:
+    overlay = "subsystems:\n  portfolio_balancer:\n    on_error: fail_closed\n"
+    outcome = run_entry(engine(Source(), Blocker(raises=True), overlay=overlay))
+    assert outcome.orders == () and outcome.shadow_orders == ()
+    assert {b.reason for b in outcome.blocked} == {
+        "portfolio_balancer failed (fail_closed): RuntimeError: boom"
+    }
+
+
+def test_a_plugin_that_keeps_failing_is_tripped_until_its_cooloff() -> None:
+    # default policy: 3 consecutive failures trip it for 300 s
+    raiser = Blocker(raises=True)
+    eng = engine(
+        Source(), raiser, overlay="subsystems:\n  portfolio_balancer:\n    on_error: fail_open\n"
+    )
+    for minute in range(3):
+        run_entry(eng, now=T0 + timedelta(minutes=minute))
+    assert raiser.calls == 3
+    run_entry(eng, now=T0 + timedelta(minutes=3))
+    assert raiser.calls == 3  # tripped: not called
+    tripped_at = T0 + timedelta(minutes=2)
+    run_entry(eng, now=tripped_at + timedelta(seconds=299))
+    assert raiser.calls == 3
+    run_entry(eng, now=tripped_at + timedelta(seconds=300))
+    assert raiser.calls == 4  # half-open: tried again
+
+
+# --- directives and the safety floor -----------------------------------------------------------
+
+
+def test_no_new_trades_is_applied_only_when_enforced() -> None:
+    healer = Healer(frozenset({DirectiveKind.NO_NEW_TRADES}))
+    observed = run_entry(engine(Source(), healer, stage=Stage.OBSERVATION))
+    assert len(observed.orders) == 1 and observed.shadow_orders == ()
+    enforced = run_entry(engine(Source(), Healer(frozenset({DirectiveKind.NO_NEW_TRADES}))))
+    assert enforced.orders == ()
+    assert enforced.directives == {DirectiveKind.NO_NEW_TRADES}
+
+
+def test_emergency_shutdown_is_always_enforced_and_closes_positions() -> None:
+    eng = engine(
+        Source(), Healer(frozenset({DirectiveKind.EMERGENCY_SHUTDOWN})), stage=Stage.OBSERVATION
+    )
+    book = PortfolioView(
+        equity=1.0, cash=0.5, positions=(position(SYMBOL),), prices={SYMBOL: 100.0}
+    )
+    outcome = run_entry(eng, book)
+    assert outcome.directives == {DirectiveKind.EMERGENCY_SHUTDOWN}
+    assert outcome.orders == ()
+    monitor = eng.monitor_cycle(T0, eth_market(), book)
+    assert [(o.action, o.safety) for o in monitor.orders] == [(OrderAction.CLOSE, True)]
+
+
+@pytest.mark.parametrize(("price", "closes"), [(90.0, False), (89.99, True)])
+def test_emergency_close_is_strictly_beyond_the_loss_limit_in_every_stage(
+    price: float, closes: bool
+) -> None:
+    # default loss limit 10 %: entry 100 -> 90 is exactly -10 % (kept), 89.99 is beyond (closed)
+    eng = engine(stage=Stage.OBSERVATION)
+    book = PortfolioView(
+        equity=1.0,
+        cash=0.0,
+        positions=(position(SYMBOL, entry=100.0, stop_loss=80.0),),
+        prices={SYMBOL: price},
+    )
+    outcome = eng.monitor_cycle(T0, eth_market(), book)
+    assert [o.action for o in outcome.orders] == ([OrderAction.CLOSE] if closes else [])
+
+
+def test_every_position_gets_a_tp_and_an_sl() -> None:
+    eng = engine()
+    naked = position(SYMBOL, entry=100.0, stop_loss=None, take_profit=None)
+    book = PortfolioView(equity=1.0, cash=0.0, positions=(naked,), prices={SYMBOL: 100.0})
+    [order] = eng.monitor_cycle(T0, eth_market(), book).orders
+    # baseline distances: TP 6 %, SL 8 %
+    assert order.action is OrderAction.SET_STOPS
+    assert order.take_profit == pytest.approx(106.0) and order.stop_loss == pytest.approx(92.0)
+
+
+class Protector:
+    def __init__(self, name: str, actions: list[PositionAction]) -> None:
+        self.name = name
+        self.actions = actions
+
+    @hookimpl
+    def aios_protect(
+        self, ctx: CycleContext, position: Position, assessment: PositionAssessment | None
+    ) -> list[PositionAction]:
+        return self.actions
+
+
+def test_a_close_wins_over_stop_changes_and_the_tightest_stop_wins() -> None:
+    held = position(SYMBOL, entry=100.0)
+    book = PortfolioView(equity=1.0, cash=0.0, positions=(held,), prices={SYMBOL: 101.0})
+    loose = PositionAction(held.id, ActionKind.SET_STOPS, "loose", stop_loss=95.0)
+    tight = PositionAction(held.id, ActionKind.SET_STOPS, "tight", stop_loss=99.0)
+    [order] = (
+        engine(Protector("exit_proposals", [loose, tight]))
+        .monitor_cycle(T0, eth_market(), book)
+        .orders
+    )
+    assert order.stop_loss == 99.0
+    close = PositionAction(held.id, ActionKind.CLOSE, "exit now")
+    [order] = (
+        engine(Protector("exit_proposals", [tight, close]))
+        .monitor_cycle(T0, eth_market(), book)
+        .orders
+    )
+    assert order.action is OrderAction.CLOSE
+
+
+# --- the journal -------------------------------------------------------------------------------
+
+
+def test_every_proposal_is_journaled_with_mode_and_outcome() -> None:
+    journal = Journal()
+    run_entry(engine(Source(), Blocker(), stage=Stage.ADVISORY, journal=journal))
+    rows = journal.reader().query(subsystem="portfolio_balancer")
+    assert [(r.hook, r.mode, r.outcome, r.applied, r.symbol, r.trace) for r in rows] == [
+        ("aios_filter_entry", "ADVISORY", "advisory", False, SYMBOL, "ETH/BTC@1")
+    ]
+    assert rows[0].proposal == {"allow": False, "reason": "cap reached"}
+    assert len(rows[0].policy_hash) == 64
+
+
+# --- loading plugins ---------------------------------------------------------------------------
+
+
+def test_two_plugins_with_one_name_are_refused_naming_both() -> None:
+    with pytest.raises(PluginConflict, match="two plugins are named 'portfolio_balancer'"):
+        plugin_set([Blocker(), Blocker()])
+
+
+def test_a_misspelt_hook_name_is_caught() -> None:
+    class Typo:
+        name = "typo"
+
+        @hookimpl
+        def aios_filter_entyr(self, ctx: CycleContext) -> None:
+            return None
+
+    plugins = plugin_set([Typo()])
+    assert plugins.plugins == {}
+    assert "aios_filter_entyr" in plugins.problems[0].message
+
+
+def test_an_incompatible_contract_version_is_refused() -> None:
+    class Future:
+        name = "future"
+        aios_contract = "2.0"
+
+    plugins = plugin_set([Future()])
+    assert plugins.plugins == {}
+    assert (
+        plugins.problems[0].message
+        == "declares hook contract 2.0, this aios provides 1.0 (major 1 required)"
+    )
