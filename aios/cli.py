@@ -77,13 +77,23 @@ def _check_files(files: list[Path]) -> None:
 
 
 def _validate(files: list[Path], env: dict[str, str]) -> tuple[Policy | None, list[Issue]]:
-    from aios.policy import PolicyInvalid, load_policy
+    """Load the installed plugins (their sections and metrics are part of a valid policy), then
+    the policy; plugin loading problems are reported as warnings, conflicts as errors."""
+    from aios import app as application
+    from aios.policy import Issue, Location, PolicyInvalid, Severity
+    from aios.registry import PluginConflict
 
     try:
-        policy = load_policy(files, env=env)
+        policy, plugins = application.load(files, env=env)
     except PolicyInvalid as exc:
         return None, exc.issues
-    return policy, list(policy.warnings)
+    except PluginConflict as exc:
+        return None, [Issue(Location("<plugins>"), (), str(exc), "plugins.conflict")]
+    problems = [
+        Issue(Location(f"plugin {p.source}"), (), p.message, "plugins.load", Severity.WARNING)
+        for p in plugins.problems
+    ]
+    return policy, [*policy.warnings, *problems]
 
 
 def _result_json(

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from aios.hookspecs import hookimpl
 from aios.model import CycleContext, HealthReport, HealthStatus, ModelProposal
 from aios.plugin import Subsystem
-from plugins._logistic import LogisticModel, market_dataset, possible_rows, time_split, train
+
+if TYPE_CHECKING:
+    from plugins._logistic import LogisticModel
 
 #: Accuracies are ratios of counts; a gain equal to the margin in exact arithmetic can round a
 #: bit below it (0.57 - 0.55 is 0.0199999...). This much is forgiven, so the boundary promotes.
@@ -46,6 +49,14 @@ def beats_champion(challenger_accuracy: float, champion_accuracy: float, margin:
 def version_name(now: datetime) -> str:
     """A model version named after the time it was trained: deterministic, sortable."""
     return f"m-{now:%Y%m%dT%H%M%S}"
+
+
+def _logistic() -> ModuleType:
+    """The model code, imported on first use: numpy costs about 0.1 s to import, and commands
+    such as `aios validate` load every plugin without ever predicting."""
+    import plugins._logistic as module
+
+    return module
 
 
 class Retraining(Subsystem):
@@ -84,7 +95,7 @@ class Retraining(Subsystem):
         if champion is None:
             return "", None, "no champion"
         try:
-            return champion.version, LogisticModel.from_params(champion.params), ""
+            return champion.version, _logistic().LogisticModel.from_params(champion.params), ""
         except ValueError as exc:
             return champion.version, None, f"champion {champion.version} unusable ({exc})"
 
@@ -101,21 +112,21 @@ class Retraining(Subsystem):
         lookback = int(model_settings["lookback_candles"])
         min_samples = int(settings["min_samples"])
         # count first from history lengths: building the features is the expensive part
-        rows = possible_rows(ctx.market, universe, lookback, columns)
+        rows = _logistic().possible_rows(ctx.market, universe, lookback, columns)
         dataset = None
         if rows >= min_samples:
-            dataset = market_dataset(ctx.market, universe, lookback, columns)
+            dataset = _logistic().market_dataset(ctx.market, universe, lookback, columns)
             rows = len(dataset)
         if dataset is None or rows < min_samples:
             self._last_outcome = (
                 f"{trigger}: skipped, {rows} labelled rows < min_samples {min_samples}"
             )
             return []
-        train_set, holdout = time_split(dataset, float(settings["holdout_fraction"]))
+        train_set, holdout = _logistic().time_split(dataset, float(settings["holdout_fraction"]))
         if len(train_set) == 0:
             self._last_outcome = f"{trigger}: skipped, no training rows left after the holdout"
             return []
-        challenger = train(train_set.restrict(features), int(model_settings["seed"]))
+        challenger = _logistic().train(train_set.restrict(features), int(model_settings["seed"]))
         challenger_accuracy = challenger.accuracy(holdout)
         version = version_name(ctx.now)
         metrics = {

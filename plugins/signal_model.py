@@ -18,19 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from aios.hookspecs import hookimpl
 from aios.model import CycleContext, HealthReport, HealthStatus, Side, Signal
 from aios.plugin import Subsystem
-from plugins._logistic import (
-    DEFAULT_HORIZON,
-    FEATURE_WINDOW,
-    LogisticModel,
-    extract_features,
-    market_dataset,
-    possible_rows,
-    train,
-)
+
+if TYPE_CHECKING:
+    from plugins._logistic import LogisticModel
+
+
+def _logistic() -> ModuleType:
+    """The model code, imported on first use: numpy costs about 0.1 s to import, and commands
+    such as `aios validate` load every plugin without ever predicting."""
+    import plugins._logistic as module
+
+    return module
 
 
 class SignalModel(Subsystem):
@@ -61,13 +65,13 @@ class SignalModel(Subsystem):
         if self._champion is None or self._champion[0] != champion.version:
             parsed: LogisticModel | str
             try:
-                parsed = LogisticModel.from_params(champion.params)
+                parsed = _logistic().LogisticModel.from_params(champion.params)
             except ValueError as exc:
                 parsed = str(exc)
             self._champion = (champion.version, parsed)
         version, model = self._champion
         features = self._features(ctx)
-        if isinstance(model, LogisticModel) and model.features != features:
+        if isinstance(model, _logistic().LogisticModel) and model.features != features:
             return version, (
                 f"trained on features {list(model.features)}, the policy asks for {list(features)}"
             )
@@ -88,14 +92,16 @@ class SignalModel(Subsystem):
         universe = [str(s) for s in ctx.policy.get("universe", "symbols", default=[])]
         symbols = [*universe, symbol] if symbol not in universe else universe
         lookback = int(settings["lookback_candles"])
-        self._bootstrap_rows = possible_rows(ctx.market, symbols, lookback, features)
+        self._bootstrap_rows = _logistic().possible_rows(ctx.market, symbols, lookback, features)
         if self._bootstrap_rows < self._min_rows(ctx):
             return None
-        dataset = market_dataset(ctx.market, symbols, lookback, features, DEFAULT_HORIZON)
+        dataset = _logistic().market_dataset(
+            ctx.market, symbols, lookback, features, _logistic().DEFAULT_HORIZON
+        )
         self._bootstrap_rows = len(dataset)
         if len(dataset) < self._min_rows(ctx):
             return None
-        self._bootstrap, self._bootstrap_seed = train(dataset, seed), seed
+        self._bootstrap, self._bootstrap_seed = _logistic().train(dataset, seed), seed
         return self._bootstrap
 
     @staticmethod
@@ -104,7 +110,7 @@ class SignalModel(Subsystem):
 
     def _model(self, ctx: CycleContext, symbol: str) -> LogisticModel | None:
         champion = self._champion_model(ctx)
-        if champion is not None and isinstance(champion[1], LogisticModel):
+        if champion is not None and not isinstance(champion[1], str):
             return champion[1]
         return self._bootstrap_model(ctx, symbol)
 
@@ -112,13 +118,13 @@ class SignalModel(Subsystem):
 
     @hookimpl
     def aios_signals(self, ctx: CycleContext, symbol: str) -> Sequence[Signal]:
-        candles = ctx.market.history(symbol, FEATURE_WINDOW)
+        candles = ctx.market.history(symbol, _logistic().FEATURE_WINDOW)
         if not candles:
             return []
         model = self._model(ctx, symbol)
         if model is None:
             return []
-        values = extract_features(candles, model.features)
+        values = _logistic().extract_features(candles, model.features)
         if values is None:
             return []
         p_up = model.probability_up(values)
@@ -141,7 +147,7 @@ class SignalModel(Subsystem):
         """Which model is in use. An unusable champion is DEGRADED (signals fall back to the
         bootstrap model); having no model yet is a warm-up, not a fault."""
         champion = self._champion_model(ctx)
-        if champion is not None and isinstance(champion[1], LogisticModel):
+        if champion is not None and isinstance(champion[1], _logistic().LogisticModel):
             return HealthReport(self.name, HealthStatus.OK, f"champion {champion[0]} in use")
         bootstrap = self._bootstrap
         features = self._features(ctx)

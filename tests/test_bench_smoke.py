@@ -21,8 +21,8 @@ EXPECTED_FIGURES = {
     "load.aggressive",
     "load.default.cold",
     "phase.yaml_parse",
-    "phase.validator_lookup",
-    "phase.schema_validate",
+    "phase.schema_fast_path",
+    "phase.schema_detailed",
     "cli.help",
     "cli.validate",
 }

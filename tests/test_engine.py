@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -382,3 +383,37 @@ def test_an_incompatible_contract_version_is_refused() -> None:
         plugins.problems[0].message
         == "declares hook contract 2.0, this aios provides 1.0 (major 1 required)"
     )
+
+
+def test_a_third_party_plugin_that_fails_to_import_is_reported_and_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from aios.registry import discover
+
+    dist = tmp_path / "broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[aios.plugins]\nbroken = broken_plugin_module:Plugin\n")
+    (tmp_path / "broken_plugin_module.py").write_text(
+        "raise ImportError('missing dependency: talib')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    plugins = discover()
+    assert "broken" not in plugins.plugins
+    assert "coordinator" in plugins.plugins  # the others load
+    [problem] = [p for p in plugins.problems if "broken" in p.source]
+    assert problem.source == "broken-plugin (broken_plugin_module:Plugin)"
+    assert problem.message == "failed to import: ImportError: missing dependency: talib"
+
+
+def test_allow_and_deny_lists_filter_before_importing() -> None:
+    from aios.registry import discover
+
+    plugins = discover(deny=["coordinator"])
+    assert "coordinator" not in plugins.plugins and "self_healing" in plugins.plugins
+    only = discover(allow=["rl_sizing"])
+    assert list(only.plugins) == ["rl_sizing"]
+    assert only.plugins["rl_sizing"].builtin

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import plugins.signal_model as signal_model_module
+import plugins._logistic as logistic_module
 from aios.model import Candle, CycleContext, HealthStatus, Side
 from aios.model_registry import ModelRegistry, ModelVersion
 from aios.policy import Policy
@@ -383,7 +383,7 @@ def test_bootstrap_builds_features_only_when_the_rows_can_suffice(
         builds.append(1)
         return market_dataset(*args, **kwargs)
 
-    monkeypatch.setattr(signal_model_module, "market_dataset", counting)
+    monkeypatch.setattr(logistic_module, "market_dataset", counting)
     series = uptrend_market()
     # 290 rows possible < 291: counted from history lengths, no feature is computed
     short = ctx_for(series, "subsystems:\n  retraining:\n    min_samples: 291\n")
