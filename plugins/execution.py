@@ -17,7 +17,8 @@ For each entry (the intent's `quote_amount` is the final, multiplied size):
 4. Splitting: when amount > `split_volume_fraction` x that average, the order is split into
    min(`max_child_orders`, ceil(amount / (split_volume_fraction x average))) equal slices.
 5. Expected slippage (bps) = half the spread for a MARKET order (0 for a LIMIT order, which does
-   not cross it) + market impact per slice, impact = `IMPACT_COEFFICIENT` (0.1) x 10 000 x
+   not cross it) + market impact per slice, impact = the policy's `impact_coefficient`
+   (default `IMPACT_COEFFICIENT`, 0.1) x 10 000 x
    slice / average: a slice of 1 % of a candle's volume is expected to move the price 10 bps.
    A linear impact is a deliberately simple, conservative model. The order is vetoed when the
    expected slippage is above `max_slippage_bps`; exactly at it is accepted.
@@ -149,13 +150,14 @@ class ExecutionLayer(Subsystem):
             )
 
         slice_amount = amount / slices
-        impact = IMPACT_COEFFICIENT * BPS * slice_amount / average
+        coefficient = float(settings.get("impact_coefficient", IMPACT_COEFFICIENT))
+        impact = coefficient * BPS * slice_amount / average
         crossing = spread / 2.0 if order_type is OrderType.MARKET else 0.0
         expected = crossing + impact
         max_slippage = float(settings["max_slippage_bps"])
         why_slippage = (
             f"expected slippage {expected:.8g} bps = {crossing:.8g} (half spread) + "
-            f"{impact:.8g} (impact {IMPACT_COEFFICIENT:g} x 10000 x {slice_amount:.8g} / "
+            f"{impact:.8g} (impact {coefficient:g} x 10000 x {slice_amount:.8g} / "
             f"{average:.8g})"
         )
         reason = f"{order_type.value}: {why_type}; {why_slices}; {why_slippage}"
