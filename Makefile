@@ -22,6 +22,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed-run
 	$(BIN)/aios validate --each policies/default.yaml policies/conservative.yaml policies/aggressive.yaml
+	$(BIN)/aios run --report state/report.html
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check aios plugins tests bench examples

@@ -332,6 +332,159 @@ def explain(
         typer.echo("")
 
 
+@app.command()
+def run(
+    policy: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option(
+            "--policy",
+            "-p",
+            help="Policy file(s), merged in order. Default: the bundled default policy.",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory of candle CSV files. Default: the bundled data."),
+    ] = None,
+    exchange: Annotated[str, typer.Option(help="Where orders go: 'paper' (replay).")] = "paper",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Replay at most this many candle times.")
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="Also write the report as JSON to this file ('-' for stdout)."),
+    ] = None,
+    html_out: Annotated[
+        Path | None,
+        typer.Option("--report", help="Also write a self-contained HTML report to this file."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar and no text report.")
+    ] = False,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Replay candles through the engine on the paper exchange, then print the report.
+
+    Both books are kept: the actual one (what the system does at its current stage) and the
+    shadow one (what it would do with every proposal applied).
+    """
+    import os
+
+    from aios import app as application
+    from aios.data import DataError, bundled_data_dir
+    from aios.exchange.paper import PaperBroker
+    from aios.journal import JournalError
+    from aios.policy import PolicyInvalid
+    from aios.registry import PluginConflict
+    from aios.report import render_html, render_text
+    from aios.runtime import Runtime, load_series
+    from aios.state import state_dir as resolve_state_dir
+
+    if exchange != "paper":
+        raise usage_error(
+            f"exchange {exchange!r} is not available yet: only 'paper' (replay) is implemented"
+        )
+    files = list(policy) if policy else default_policy_files()
+    _check_files(files)
+    try:
+        loaded, plugins = application.load(files, env=dict(os.environ))
+    except PolicyInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except PluginConflict as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    for problem in plugins.problems:
+        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    directory = data_dir or bundled_data_dir()
+    try:
+        series = load_series(directory, loaded.get("universe", "symbols"))
+    except DataError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    if not series:
+        typer.echo(f"aios: no candle files for the policy's universe in {directory}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        runtime = Runtime(
+            loaded, plugins, series, resolve_state_dir(state_dir), PaperBroker.from_policy
+        )
+    except JournalError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    show_progress = not quiet and sys.stderr.isatty()
+    if show_progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"replaying ({runtime.run_id})", total=None)
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            report = runtime.run(limit, advance)
+    else:
+        report = runtime.run(limit)
+    if not quiet:
+        typer.echo(render_text(report), nl=False)
+    if json_out is not None:
+        text = json.dumps(report.to_dict(), indent=2)
+        if str(json_out) == "-":
+            typer.echo(text)
+        else:
+            json_out.write_text(text + "\n", encoding="utf-8")
+    if html_out is not None:
+        html_out.write_text(render_html(report), encoding="utf-8")
+        typer.echo(f"wrote {html_out}", err=True)
+
+
+@app.command()
+def status(
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.text,
+    state_dir: StateDirOption = None,
+) -> None:
+    """The latest run: stage, risk mode, directives, policy, subsystem health, actual vs shadow."""
+    from aios.status import StatusError, read_status
+
+    try:
+        current = read_status(state_dir)
+    except StatusError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(current, indent=2))
+        return
+    typer.echo(
+        f"run {current['run_id']} ({current['status']}), stage {current['stage']}, policy {current['policy_hash'][:12]} from {', '.join(current['policy_sources'])}"
+    )
+    typer.echo(
+        f"risk mode: {current['risk_mode']}; active directives: {', '.join(current['directives']) or 'none'}"
+    )
+    typer.echo(f"last policy reload: {current['last_reload'] or 'none in this run'}")
+    unhealthy = {name: state for name, state in current["health"].items() if state != "OK"}
+    typer.echo(
+        f"health: {len(current['health'])} components, "
+        + (", ".join(f"{n} {s}" for n, s in sorted(unhealthy.items())) or "all OK")
+    )
+    books = current.get("books") or {}
+    for name in ("actual", "shadow"):
+        book = books.get(name)
+        if book:
+            typer.echo(
+                f"{name:>6}: {book['trades']} trades, win rate {book['win_rate']:.1%}, PnL {book['pnl_pct']:+.3f} %, "
+                f"max drawdown {book['max_drawdown_pct']:.3f} %"
+            )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -57,6 +56,7 @@ from aios.model import (
     effective_mode,
 )
 from aios.model_registry import ModelRegistry, ModelVersion
+from aios.numeric import population_stdev
 from aios.policy import Policy
 from aios.registry import HookResult, PluginSet, call_each
 
@@ -387,7 +387,7 @@ class Engine:
             closes = [c.close for c in market.history(symbol, VOLATILITY_LOOKBACK + 1)]
             returns = [(b - a) / a * 100.0 for a, b in itertools.pairwise(closes) if a > 0]
             if len(returns) >= 2:
-                volatilities.append(statistics.pstdev(returns))
+                volatilities.append(population_stdev(returns))
         if volatilities:
             metrics["volatility_pct"] = sum(volatilities) / len(volatilities)
         for report in reports:
@@ -412,12 +412,16 @@ class Engine:
         portfolio: PortfolioView,
         *,
         component_health: Iterable[HealthReport] = (),
+        shadow_portfolio: PortfolioView | None = None,
     ) -> EntryOutcome:
         """Health -> directives -> risk mode -> universe -> signals -> per signal: TP/SL,
         threshold, supervision, filters, sizing, execution plan -> orders (actual and shadow).
 
         `component_health` carries what the runtime knows: the data feed, the exchange, the store.
+        `shadow_portfolio` is the shadow book (default: the actual one); the shadow decisions
+        are gated and filtered against it. Metrics and the risk mode read the actual book.
         """
+        shadow_book = shadow_portfolio or portfolio
         self._now = now
         self.cycle += 1
         ctx = CycleContext(
@@ -460,7 +464,10 @@ class Engine:
             ctx, risk_mode=self.actual.risk_mode, directives=frozenset(self.actual.directives)
         )
         shadow_ctx = replace(
-            ctx, risk_mode=self.shadow.risk_mode, directives=frozenset(self.shadow.directives)
+            ctx,
+            risk_mode=self.shadow.risk_mode,
+            directives=frozenset(self.shadow.directives),
+            portfolio=shadow_book,
         )
 
         candidates = self._candidates(market)
@@ -477,8 +484,11 @@ class Engine:
         orders: list[OrderIntent] = []
         shadow_orders: list[OrderIntent] = []
         blocked: list[Block] = []
-        open_symbols = {p.symbol for p in portfolio.positions}
-        counts = {"actual": len(portfolio.positions), "shadow": len(portfolio.positions)}
+        open_symbols = {
+            "actual": {p.symbol for p in portfolio.positions},
+            "shadow": {p.symbol for p in shadow_book.positions},
+        }
+        counts = {"actual": len(portfolio.positions), "shadow": len(shadow_book.positions)}
         for signal in signals:
             actual, shadow = self._entry_pipeline(
                 ctx, shadow_ctx, signal, open_symbols, counts, advisories
@@ -490,6 +500,7 @@ class Engine:
                 if isinstance(decision, OrderIntent):
                     sink.append(decision)
                     counts[book] += 1
+                    open_symbols[book].add(signal.symbol)
                     if book == "shadow":
                         # Later signals of this cycle are filtered against the book including
                         # what was just decided (three correlated entries must not each pass).
@@ -505,8 +516,6 @@ class Engine:
                 else:
                     by, reason = decision
                     blocked.append(Block(signal.id, signal.symbol, book, by, reason))
-            if isinstance(actual, OrderIntent):
-                open_symbols.add(signal.symbol)
         if orders and self.journal is not None:
             self.journal.flush()  # what the engine acts on is durable before the action
         return EntryOutcome(
@@ -794,7 +803,7 @@ class Engine:
         ctx: CycleContext,
         shadow_ctx: CycleContext,
         signal: Signal,
-        open_symbols: set[str],
+        open_symbols: Mapping[str, set[str]],
         counts: dict[str, int],
         advisories: list[str],
     ) -> tuple[OrderIntent | tuple[str, str], OrderIntent | tuple[str, str]]:
@@ -840,7 +849,7 @@ class Engine:
                     "threshold",
                     f"confidence {signal.confidence:.3f} below threshold {threshold:.3f}",
                 )
-            elif signal.symbol in open_symbols:
+            elif signal.symbol in open_symbols[book_name]:
                 decisions[book_name] = (
                     "baseline",
                     f"a position in {signal.symbol} is already open",
@@ -873,13 +882,20 @@ class Engine:
             self._journal_blocks(ctx, signal, decisions)
             return first_actual, first_shadow
 
-        equity = ctx.portfolio.equity
         baseline_tp = float(self.policy.get("baseline", "tp_pct", default=6.0))
         baseline_sl = float(self.policy.get("baseline", "sl_pct", default=8.0))
-        stake = equity * float(self.policy.get("baseline", "stake_pct", default=2.0)) / 100.0
+        stake_pct = float(self.policy.get("baseline", "stake_pct", default=2.0)) / 100.0
         intents = {
-            "actual": EntryIntent(signal, baseline_tp, baseline_sl, stake, actual_threshold),
-            "shadow": EntryIntent(signal, baseline_tp, baseline_sl, stake, shadow_threshold),
+            "actual": EntryIntent(
+                signal, baseline_tp, baseline_sl, ctx.portfolio.equity * stake_pct, actual_threshold
+            ),
+            "shadow": EntryIntent(
+                signal,
+                baseline_tp,
+                baseline_sl,
+                shadow_ctx.portfolio.equity * stake_pct,
+                shadow_threshold,
+            ),
         }
 
         tpsl = self._decisive(
@@ -989,7 +1005,7 @@ class Engine:
                 decisions[book_name] = ("execution", plan.veto)
             if decisions[book_name] is None:
                 intent = intents[book_name]
-                cash = ctx.portfolio.cash
+                cash = (ctx if book_name == "actual" else shadow_ctx).portfolio.cash
                 amount = min(intent.quote_amount, cash)
                 minimum = float(
                     self.policy.get(

@@ -26,12 +26,12 @@ Percentages are computed as `difference x 100 / base` so that round inputs give 
 from __future__ import annotations
 
 import itertools
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aios.hookspecs import hookimpl
 from aios.model import Candle, CycleContext, UniverseProposal
+from aios.numeric import population_stdev
 from aios.plugin import Subsystem
 
 #: Candle length of each `universe.timeframe` the schema allows, in seconds.
@@ -62,7 +62,7 @@ def volatility_pct(candles: Sequence[Candle]) -> float | None:
         for earlier, later in itertools.pairwise(candles)
         if earlier.close > 0
     ]
-    return statistics.pstdev(returns) if returns else None
+    return population_stdev(returns) if returns else None
 
 
 def data_quality(candles: Sequence[Candle], timeframe_s: int) -> tuple[float, int]:

@@ -250,6 +250,9 @@ def test_impact_coefficient_comes_from_the_policy() -> None:
     # amount 5, volume 100, coefficient 0.02: impact 0.02 x 10000 x 5 / 100 = 10; + 2 half spread
     result = plan(5.0, overlay="subsystems:\n  execution:\n    impact_coefficient: 0.02\n")
     assert result.veto is None
-    assert "expected slippage 12 bps = 2 (half spread) + 10 (impact 0.02 x 10000 x 5 / 100)" in result.reason
+    assert (
+        "expected slippage 12 bps = 2 (half spread) + 10 (impact 0.02 x 10000 x 5 / 100)"
+        in result.reason
+    )
     # the default 0.1 makes the same order 2 + 50 = 52 bps: vetoed
     assert plan(5.0).veto is not None

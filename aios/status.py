@@ -1,0 +1,78 @@
+"""What `aios status` shows: read from the state store, for a finished or a running run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from aios.state import database_path
+
+
+class StatusError(Exception):
+    """No state store, or one that cannot be read; the message says which and where."""
+
+
+def read_status(state_dir: Path | None) -> dict[str, Any]:
+    path = database_path(state_dir)
+    if not path.exists():
+        raise StatusError(f"no state store at {path}: run `aios run` first, or pass --state-dir")
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        run = connection.execute(
+            "SELECT run_id, status, stage, policy_hash, policy_sources, report FROM runs ORDER BY rowid DESC LIMIT 1"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StatusError(f"cannot read the state store {path}: {exc}") from None
+    if run is None:
+        raise StatusError(f"the state store {path} has no run yet")
+    run_id, status, stage, policy_hash, sources, report = run
+
+    def last(query: str) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = connection.execute(query, (run_id,)).fetchone()
+        return row
+
+    risk = last(
+        "SELECT proposal, outcome FROM decisions WHERE run_id = ? AND hook = 'aios_coordinate' ORDER BY id DESC LIMIT 1"
+    )
+    risk_mode = "NORMAL"
+    if risk is not None and risk[1] == "applied":
+        risk_mode = json.loads(risk[0]).get("mode", "NORMAL")
+    directives_row = last(
+        "SELECT proposal, outcome FROM decisions WHERE run_id = ? AND hook = 'aios_directives' ORDER BY id DESC LIMIT 1"
+    )
+    directives: list[str] = []
+    if directives_row is not None:
+        proposal = json.loads(directives_row[0])
+        active = proposal.get("active", [])
+        directives = (
+            sorted(active)
+            if directives_row[1] == "applied"
+            else sorted(d for d in active if d == "EMERGENCY_SHUTDOWN")
+        )
+    reload_row = last(
+        "SELECT time, reason FROM decisions WHERE run_id = ? AND hook = 'aios_policy_reloaded' ORDER BY id DESC LIMIT 1"
+    )
+    health: dict[str, str] = {}
+    for subject, proposal in connection.execute(
+        "SELECT subject, proposal FROM decisions WHERE run_id = ? AND hook = 'aios_health' ORDER BY id",
+        (run_id,),
+    ):
+        health[subject.removeprefix("component:")] = json.loads(proposal).get("status", "?")
+    names = {0: "OK", 1: "DEGRADED", 2: "CRITICAL"}
+    connection.close()
+    return {
+        "run_id": run_id,
+        "status": status,
+        "stage": stage,
+        "policy_hash": policy_hash,
+        "policy_sources": json.loads(sources),
+        "risk_mode": risk_mode,
+        "directives": directives,
+        "last_reload": None if reload_row is None else f"{reload_row[0]}: {reload_row[1]}",
+        "health": {
+            k: names.get(v, str(v)) if isinstance(v, int) else str(v) for k, v in health.items()
+        },
+        "books": (json.loads(report) or {}).get("books") if report else None,
+    }
