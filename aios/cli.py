@@ -361,6 +361,10 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no text report.")
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch/--no-watch", help="Hot-reload the policy files when they change."),
+    ] = True,
     state_dir: StateDirOption = None,
 ) -> None:
     """Replay candles through the engine on the paper exchange, then print the report.
@@ -413,6 +417,11 @@ def run(
     except JournalError as exc:
         typer.echo(f"aios: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
+    from aios.reload import PolicySource, PolicyWatcher
+
+    if watch:
+        runtime.watcher = PolicyWatcher(PolicySource(files, dict(os.environ), plugins), loaded.hash)
+        runtime.watcher.start()
     show_progress = not quiet and sys.stderr.isatty()
     if show_progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -429,9 +438,17 @@ def run(
             def advance(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            report = runtime.run(limit, advance)
+            try:
+                report = runtime.run(limit, advance)
+            finally:
+                if runtime.watcher is not None:
+                    runtime.watcher.stop()
     else:
-        report = runtime.run(limit)
+        try:
+            report = runtime.run(limit)
+        finally:
+            if runtime.watcher is not None:
+                runtime.watcher.stop()
     if not quiet:
         typer.echo(render_text(report), nl=False)
     if json_out is not None:

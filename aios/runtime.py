@@ -46,6 +46,7 @@ from aios.model import (
 from aios.model_registry import ModelRegistry
 from aios.policy import Policy
 from aios.registry import PluginSet
+from aios.reload import PolicyWatcher
 from aios.state import database_path
 
 _DDL = """
@@ -286,6 +287,7 @@ class Runtime:
             for name in BOOKS
         }
         self._last_seen: dict[str, datetime] = {}
+        self.watcher: PolicyWatcher | None = None
         self.data_gaps = 0
         self.timeframe_s = _timeframe_seconds(
             str(policy.get("universe", "timeframe", default="5m"))
@@ -383,7 +385,22 @@ class Runtime:
             if book.name == "shadow":
                 self.engine.trade_closed(now, self.market, self._portfolio(book, prices), trade)
 
+    def _reload(self, now: datetime) -> None:
+        """Between cycles: swap in a policy the watcher validated; journal every attempt."""
+        if self.watcher is None:
+            return
+        policy, results = self.watcher.take()
+        for result in results:
+            if not result.ok:
+                self.journal.record(_reload_decision(self, now, result.summary(), False))
+        if policy is None:
+            return
+        prices = self._prices()
+        self.engine.reload(now, self.market, self._portfolio(self.books["actual"], prices), policy)
+        self.policy = policy
+
     def step(self, now: datetime) -> None:
+        self._reload(now)
         fills: list[tuple[str, Fill]] = []
         for symbol in self.series:
             candle = self._candle_at(symbol, now)
@@ -519,6 +536,25 @@ class Runtime:
             data_gaps=self.data_gaps,
             equity_curve={name: tuple(book.curve) for name, book in self.books.items()},
         )
+
+
+def _reload_decision(runtime: Runtime, now: datetime, reason: str, applied: bool) -> Any:
+    from aios.journal import Decision
+
+    return Decision(
+        runtime.run_id,
+        runtime.engine.cycle,
+        now,
+        "engine",
+        "aios_policy_reloaded",
+        "policy",
+        {"applied": applied, "reason": reason},
+        "ENGINE",
+        "error" if not applied else "engine",
+        applied,
+        reason,
+        runtime.policy.hash,
+    )
 
 
 def _broker_decision(
