@@ -19,7 +19,8 @@ tighter than the position's stop (higher for a long, lower for a short) or the p
 none: stops only ever tighten. The same action carries the regime take-profit,
 entry + tp_atr x ATR (kept at the position's own when the regime target is already behind the
 price, which would close the trade at once), and the trailing distance % = trailing_atr x ATR%
-(kept at the position's own when that is already tighter). When Position Intelligence
+(kept at the position's own when that is already tighter), once the position's R has reached
+`trailing_activation_r` (a trailing stop armed at entry stops a fresh position out on noise). When Position Intelligence
 recommends EXIT, a CLOSE is proposed too.
 
 The emergency close at the loss limit is not here: it is the engine's safety floor.
@@ -183,7 +184,14 @@ class ExitProposals(Subsystem):
             else:
                 notes.append(f"regime TP {regime_tp:.6g} is behind the price, TP kept")
             regime_trailing = float(regime.settings["trailing_atr"]) * regime.atr_pct * factor
-            if trailing_pct is None or regime_trailing < trailing_pct:
+            activation = float(settings.get("trailing_activation_r", 0.0))
+            r_now = position.r_multiple(price)
+            armed = activation <= 0 or (r_now is not None and r_now >= activation)
+            if not armed:
+                notes.append(
+                    f"trailing not armed (R {'unknown' if r_now is None else f'{r_now:.3f}'} < {activation:g})"
+                )
+            elif trailing_pct is None or regime_trailing < trailing_pct:
                 trailing_pct = regime_trailing
                 notes.append(f"trailing {regime_trailing:.3f}%")
 

@@ -50,6 +50,8 @@ from plugins.exit_proposals import (
 
 SYMBOL = "ETH/BTC"
 REGIMES = default_policy().get("subsystems", "exit_proposals", "regimes")
+# Most tests look at the stop arithmetic; the trailing stop is armed at once for them.
+ARMED_AT_ONCE = default_policy("subsystems:\n  exit_proposals:\n    trailing_activation_r: 0\n")
 
 
 def _alternating(d: float, base: float = 100.0) -> list[float]:
@@ -66,6 +68,7 @@ def _protect(
     series = {held.symbol: candles_from_closes(closes)} if closes else {}
     prices = {} if price is None else {held.symbol: price}
     ctx = context(
+        ARMED_AT_ONCE,
         market_view=market(series),
         portfolio=PortfolioView(equity=1.0, cash=1.0, positions=(held,), prices=prices),
         directives=directives,
@@ -363,3 +366,27 @@ def test_cooldown_survives_a_policy_reload_and_reads_the_new_value() -> None:
     assert _allowed(plugin, 3600, longer)
     none = default_policy("subsystems:\n  exit_proposals:\n    reentry_cooldown_s: 0\n")
     assert _allowed(plugin, 0, none)  # 0 < 0 is false
+
+
+def test_trailing_stop_is_armed_only_from_the_activation_r() -> None:
+    # default activation 1.0 R; entry 100, initial stop 92 (risk 8 %): R at 107.9 is 0.9875
+    held = position(stop_loss=92.0, initial_stop=92.0)
+    policy = default_policy()
+
+    def trailing_at(price: float) -> float | None:
+        ctx = context(
+            policy,
+            market_view=market({held.symbol: candles_from_closes(_alternating(2.0, base=price))}),
+            portfolio=PortfolioView(
+                equity=1.0, cash=1.0, positions=(held,), prices={held.symbol: price}
+            ),
+        )
+        actions = [
+            a
+            for a in ExitProposals().aios_protect(ctx, held, None)
+            if a.kind is ActionKind.SET_STOPS
+        ]
+        return actions[0].trailing_stop_pct if actions else None
+
+    assert trailing_at(107.9) is None  # R 0.9875 < 1: not armed
+    assert trailing_at(108.0) is not None  # R 1.0: armed
