@@ -145,3 +145,11 @@ def test_expression_error_reports_the_character(overlay: Overlay) -> None:
         f"{paths[1]}:3:14: directives.NO_NEW_TRADES.trigger: a function call is not allowed in a condition "
         "(only metric names, numbers, comparisons, and/or/not and + - * /) (at character 22 of the expression)"
     ]
+
+
+def test_a_zero_stop_bound_is_reported_by_the_schema_not_a_crash(overlay: Overlay) -> None:
+    # found by the property tests: tp_pct_max / sl_pct_min divided by zero
+    paths = overlay("subsystems:\n  dynamic_tpsl:\n    sl_pct_min: 0\n")
+    assert errors(paths) == [
+        f"{paths[1]}:3:17: subsystems.dynamic_tpsl.sl_pct_min: expected a number > 0, found integer 0"
+    ]

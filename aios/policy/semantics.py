@@ -167,6 +167,8 @@ def check_dynamic_tpsl(doc: Mapping[str, Any]) -> Iterator[tuple[KeyPath, str, s
         return
     assert tp_min is not None and tp_max is not None and sl_min is not None and sl_max is not None
     assert rr_min is not None and rr_max is not None
+    if sl_min <= 0 or sl_max <= 0:
+        return  # the schema reports a stop distance that is not positive
     lowest, highest = tp_min / sl_max, tp_max / sl_min
     if highest < rr_min:
         yield _error(
