@@ -365,6 +365,22 @@ def run(
         bool,
         typer.Option("--watch/--no-watch", help="Hot-reload the policy files when they change."),
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="With ccxt: real markets and prices, fills on the paper exchange."
+        ),
+    ] = False,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="With ccxt: use the venue's testnet.")
+    ] = False,
+    poll_s: Annotated[
+        float, typer.Option(min=1.0, help="With ccxt: seconds between polls for closed candles.")
+    ] = 30.0,
+    max_polls: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=1, help="With ccxt: stop after this many polls."),
+    ] = None,
     state_dir: StateDirOption = None,
 ) -> None:
     """Replay candles through the engine on the paper exchange, then print the report.
@@ -384,9 +400,12 @@ def run(
     from aios.runtime import Runtime, load_series
     from aios.state import state_dir as resolve_state_dir
 
-    if exchange != "paper":
+    if exchange != "paper" and not exchange.startswith("ccxt:"):
+        raise usage_error(f"unknown exchange {exchange!r}: use 'paper' or 'ccxt:<exchange id>'")
+    if exchange.startswith("ccxt:") and not dry_run:
         raise usage_error(
-            f"exchange {exchange!r} is not available yet: only 'paper' (replay) is implemented"
+            "live order placement is not available yet: run with --dry-run (real market data, "
+            "fills booked on the paper exchange)"
         )
     files = list(policy) if policy else default_policy_files()
     _check_files(files)
@@ -401,6 +420,22 @@ def run(
         raise typer.Exit(EXIT_INVALID) from None
     for problem in plugins.problems:
         typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    if exchange.startswith("ccxt:"):
+        _run_live(
+            loaded,
+            plugins,
+            files,
+            exchange,
+            sandbox,
+            poll_s,
+            max_polls,
+            watch,
+            state_dir,
+            quiet,
+            json_out,
+            html_out,
+        )
+        return
     directory = data_dir or bundled_data_dir()
     try:
         series = load_series(directory, loaded.get("universe", "symbols"))
@@ -460,6 +495,80 @@ def run(
     if html_out is not None:
         html_out.write_text(render_html(report), encoding="utf-8")
         typer.echo(f"wrote {html_out}", err=True)
+
+
+def _run_live(
+    loaded: Any,
+    plugins: Any,
+    files: list[Path],
+    exchange: str,
+    sandbox: bool,
+    poll_s: float,
+    max_polls: int | None,
+    watch: bool,
+    state_dir: Path | None,
+    quiet: bool,
+    json_out: Path | None,
+    html_out: Path | None,
+) -> None:
+    """A dry run on live data: candles from the venue, fills on the paper exchange."""
+    import os
+    import signal
+
+    from aios.exchange.ccxt_venue import CcxtVenue, VenueError
+    from aios.exchange.paper import PaperBroker
+    from aios.live import LiveRunner
+    from aios.reload import PolicySource, PolicyWatcher
+    from aios.report import render_html, render_text
+    from aios.runtime import Runtime
+    from aios.state import state_dir as resolve_state_dir
+
+    try:
+        venue = CcxtVenue(
+            exchange.removeprefix("ccxt:"),
+            dict(os.environ),
+            timeout_s=float(loaded.get("exchange", "timeout_s", default=10.0)),
+            failure_threshold=int(
+                loaded.get("exchange", "circuit_breaker", "failure_threshold", default=5)
+            ),
+            cooldown_s=float(loaded.get("exchange", "circuit_breaker", "cooldown_s", default=60.0)),
+            sandbox=sandbox,
+        )
+    except (ValueError, VenueError) as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    symbols = list(loaded.get("universe", "symbols", default=[]))
+    runtime = Runtime(
+        loaded,
+        plugins,
+        {s: [] for s in symbols},
+        resolve_state_dir(state_dir),
+        PaperBroker.from_policy,
+    )
+    if watch:
+        runtime.watcher = PolicyWatcher(PolicySource(files, dict(os.environ), plugins), loaded.hash)
+        runtime.watcher.start()
+    warmup = int(loaded.get("subsystems", "signal_model", "lookback_candles", default=600))
+    timeframe = str(loaded.get("universe", "timeframe", default="5m"))
+    runner = LiveRunner(runtime, venue, symbols, timeframe, poll_s=poll_s, warmup_candles=warmup)
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop.set())
+    try:
+        report = runner.run(max_polls)
+    finally:
+        if runtime.watcher is not None:
+            runtime.watcher.stop()
+        venue.close()
+    for error in runner.errors:
+        typer.echo(f"aios: warning: {error}", err=True)
+    if report is None:
+        typer.echo("aios: no candle time was complete; nothing was traded", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    if not quiet:
+        typer.echo(render_text(report), nl=False)
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if html_out is not None:
+        html_out.write_text(render_html(report), encoding="utf-8")
 
 
 @app.command()

@@ -35,6 +35,21 @@ class InMemoryMarket:
         for symbol, times in self._times.items():
             self._visible[symbol] = len(times) if now is None else bisect.bisect_right(times, now)
 
+    def append(self, symbol: str, candle: Candle) -> None:
+        """A new candle from a live feed (must be newer than the symbol's last)."""
+        series = self._candles.setdefault(symbol, [])
+        times = self._times.setdefault(symbol, [])
+        if times and candle.time <= times[-1]:
+            raise ValueError(
+                f"{symbol}: candle at {candle.time.isoformat()} is not after {times[-1].isoformat()}"
+            )
+        series.append(candle)
+        times.append(candle.time)
+        if self._now is None or candle.time <= self._now:
+            self._visible[symbol] = (
+                len(times) if self._now is None else bisect.bisect_right(times, self._now)
+            )
+
     @property
     def now(self) -> datetime | None:
         return self._now

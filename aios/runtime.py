@@ -24,7 +24,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -456,34 +456,67 @@ class Runtime:
 
     # --- the whole run -------------------------------------------------------------------------
 
+    def begin(self, first: datetime) -> None:
+        """Record the run as started (replay and live runs alike)."""
+        self.store.start(self.run_id, first, self.policy, self.stage)
+        self._stepped: list[datetime] = []
+
+    def advance_to(self, now: datetime) -> None:
+        """One candle time, remembered for the report."""
+        self.step(now)
+        self._stepped.append(now)
+
+    def end(self, status: str) -> RunReport | None:
+        """Flush, report what was stepped (also after an interruption), close the stores."""
+        report: RunReport | None = None
+        try:
+            if self._stepped:
+                self.journal.flush()
+                report = self.report(self._stepped)
+        finally:
+            self.journal.close()
+            last = self._stepped[-1] if self._stepped else datetime.now(UTC)
+            self.store.finish(self.run_id, last, status, report)
+            self.store.close()
+            self.models.close()
+        return report
+
+    def add_candles(self, symbol: str, candles: Sequence[Candle]) -> list[Candle]:
+        """Live feeds: append the candles newer than what is held; returns those added."""
+        held = self.series.setdefault(symbol, [])
+        last = held[-1].time if held else None
+        fresh = [c for c in candles if last is None or c.time > last]
+        for candle in fresh:
+            held.append(candle)
+            self._by_time.setdefault(symbol, {})[candle.time] = candle
+            self.market.append(symbol, candle)
+            last = candle.time
+        return fresh
+
     def run(
         self, limit: int | None = None, progress: Callable[[int, int], None] | None = None
     ) -> RunReport:
+        """Replay every candle time of the series (or the first `limit`)."""
         times = _aligned_times(self.series)
         if limit is not None:
             times = times[:limit]
         if not times:
             raise ValueError("no candles to replay")
-        self.store.start(self.run_id, times[0], self.policy, self.stage)
+        self.begin(times[0])
         status = "failed"
-        report: RunReport | None = None
         try:
             for index, now in enumerate(times, start=1):
-                self.step(now)
+                self.advance_to(now)
                 if progress is not None:
                     progress(index, len(times))
-            self.journal.flush()
-            report = self.report(times)
             status = "finished"
-            return report
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
-            self.journal.close()
-            self.store.finish(self.run_id, times[-1], status, report)
-            self.store.close()
-            self.models.close()
+            report = self.end(status)
+        assert report is not None
+        return report
 
     def report(self, times: Sequence[datetime]) -> RunReport:
         reader = self.journal.reader()

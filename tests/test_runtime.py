@@ -152,9 +152,9 @@ def test_status_without_a_store_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no state store at" in result.output
 
 
-def test_unimplemented_exchange_is_refused_clearly(tmp_path: Path) -> None:
+def test_live_exchange_needs_dry_run(tmp_path: Path) -> None:
     result = runner.invoke(
         app, ["run", "--exchange", "ccxt:binance", "--state-dir", str(tmp_path)], env={}
     )
     assert result.exit_code == 2
-    assert "not available yet" in result.output
+    assert "live order placement is not available yet" in result.output

@@ -1,0 +1,118 @@
+"""Live feeds: poll a venue for closed candles and drive the runtime with them.
+
+`aios run --exchange ccxt:<id> --dry-run` reads real markets and prices from the venue and books
+fills on the paper exchange: the whole system runs on live data with no order sent. Each poll
+fetches the latest *closed* candles of every symbol; a candle time is stepped once every symbol
+has reported it (or something newer), in time order, so the cycles see aligned markets.
+
+Sending real orders needs a broker that maps the engine's position-level orders onto venue
+orders (and keeps TP/SL where the venue has no OCO); that broker does not exist yet, so a live
+run without `--dry-run` is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from aios.model import Candle
+from aios.runtime import RunReport, Runtime
+
+
+class CandleSource(Protocol):
+    def fetch_candles(
+        self,
+        symbol: str,
+        timeframe: str,
+        since: datetime | None = None,
+        limit: int = 500,
+        *,
+        closed_only: bool = False,
+    ) -> list[Candle]: ...
+
+
+class LiveRunner:
+    """Polls `source` every `poll_s` seconds and steps `runtime` through new candle times."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        source: CandleSource,
+        symbols: Sequence[str],
+        timeframe: str,
+        *,
+        poll_s: float,
+        warmup_candles: int,
+        sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.source = source
+        self.symbols = list(symbols)
+        self.timeframe = timeframe
+        self.poll_s = poll_s
+        self.warmup_candles = warmup_candles
+        self.sleep = sleep
+        self.stop = stop or threading.Event()
+        self._stepped: datetime | None = None
+        self._started = False
+        self.errors: list[str] = []
+
+    def poll(self) -> list[datetime]:
+        """Fetch, append, and step every candle time all symbols have reached; the times stepped."""
+        latest: dict[str, datetime] = {}
+        for symbol in self.symbols:
+            limit = self.warmup_candles if self._stepped is None else 10
+            try:
+                candles = self.source.fetch_candles(
+                    symbol, self.timeframe, None, limit, closed_only=True
+                )
+            except Exception as exc:  # a venue hiccup must not end the run: report and carry on
+                self.errors.append(f"{symbol}: {exc}")
+                continue
+            self.runtime.add_candles(symbol, candles)
+            held = self.runtime.series.get(symbol)
+            if held:
+                latest[symbol] = held[-1].time
+        if len(latest) < len(self.symbols):
+            return []
+        horizon = min(latest.values())
+        pending = sorted(
+            {
+                c.time
+                for symbol in self.symbols
+                for c in self.runtime.series.get(symbol, [])
+                if (self._stepped is None or c.time > self._stepped) and c.time <= horizon
+            }
+        )
+        if pending and not self._started:
+            self.runtime.begin(pending[0])
+            self._started = True
+        for now in pending:
+            self.runtime.advance_to(now)
+        if pending:
+            self._stepped = pending[-1]
+        return pending
+
+    def run(self, max_polls: int | None = None) -> RunReport | None:
+        """Poll until stopped (SIGTERM, Ctrl-C, `stop.set()`) or `max_polls`; then report."""
+        polls = 0
+        status = "failed"
+        try:
+            while not self.stop.is_set() and (max_polls is None or polls < max_polls):
+                self.poll()
+                polls += 1
+                if max_polls is None or polls < max_polls:
+                    self.sleep(self.poll_s)
+            status = "stopped"
+        except KeyboardInterrupt:
+            status = "interrupted"
+        if not self._started:
+            self.runtime.journal.close()
+            self.runtime.store.close()
+            self.runtime.models.close()
+            return None
+        return self.runtime.end(status)
