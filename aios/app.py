@@ -14,8 +14,8 @@ from typing import Any
 from aios.metrics import CORE_METRICS, MetricSpec
 from aios.model import PolicySection
 from aios.policy import Issue, Location, Policy, PolicyInvalid
-from aios.policy.loader import build_policy
-from aios.policy.yaml_source import SourceDocument, read_file
+from aios.policy.loader import build_policy, read_files
+from aios.policy.yaml_source import SourceDocument
 from aios.registry import LoadProblem, PluginSet, call_each, discover
 
 
@@ -69,15 +69,7 @@ def load(
     extra_plugins: Iterable[Any] = (),
 ) -> tuple[Policy, PluginSet]:
     """Discover plugins and load the policy they make valid; raise PolicyInvalid otherwise."""
-    documents: list[SourceDocument] = []
-    problems: list[Issue] = []
-    for path in paths:
-        try:
-            documents.append(read_file(Path(path), str(path)))
-        except PolicyInvalid as exc:
-            problems.extend(exc.issues)
-    if problems:
-        raise PolicyInvalid(problems)
+    documents = read_files(paths)
     allow, deny = _plugin_lists(documents)
     plugins = discover(allow, deny, extra_plugins)
     sections, metrics = declarations(plugins)

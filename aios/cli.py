@@ -550,6 +550,7 @@ def _run_live(
         runtime.watcher.start()
     warmup = int(loaded.get("subsystems", "signal_model", "lookback_candles", default=600))
     timeframe = str(loaded.get("universe", "timeframe", default="5m"))
+    runtime.exchange_health = venue.health_metrics
     runner = LiveRunner(runtime, venue, symbols, timeframe, poll_s=poll_s, warmup_candles=warmup)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop.set())
     try:
@@ -605,9 +606,12 @@ def status(
     for name in ("actual", "shadow"):
         book = books.get(name)
         if book:
+            win = "n/a" if book["win_rate"] is None else f"{book['win_rate']:.1%}"
+            drawdown = (
+                "n/a" if book["max_drawdown_pct"] is None else f"{book['max_drawdown_pct']:.3f} %"
+            )
             typer.echo(
-                f"{name:>6}: {book['trades']} trades, win rate {book['win_rate']:.1%}, PnL {book['pnl_pct']:+.3f} %, "
-                f"max drawdown {book['max_drawdown_pct']:.3f} %"
+                f"{name:>6}: {book['trades']} trades, win rate {win}, PnL {book['pnl_pct']:+.3f} %, max drawdown {drawdown}"
             )
 
 

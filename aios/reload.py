@@ -16,8 +16,7 @@ from pathlib import Path
 
 from aios.app import declarations
 from aios.policy import Policy, PolicyInvalid
-from aios.policy.loader import build_policy
-from aios.policy.yaml_source import SourceDocument, read_file
+from aios.policy.loader import build_policy, read_files
 from aios.registry import PluginSet
 
 
@@ -45,15 +44,7 @@ class PolicySource:
         self.sections, self.metrics = declarations(plugins)
 
     def load(self) -> Policy:
-        documents: list[SourceDocument] = []
-        problems = []
-        for path in self.paths:
-            try:
-                documents.append(read_file(path, str(path)))
-            except PolicyInvalid as exc:
-                problems.extend(exc.issues)
-        if problems:
-            raise PolicyInvalid(problems)
+        documents = read_files(self.paths)
         return build_policy(documents, env=self.env, sections=self.sections, metrics=self.metrics)
 
 

@@ -288,6 +288,9 @@ class Runtime:
         }
         self._last_seen: dict[str, datetime] = {}
         self.watcher: PolicyWatcher | None = None
+        #: Metrics of the venue the market data comes from (a live venue's circuit breaker and
+        #: error rate); None for the paper exchange, which cannot fail.
+        self.exchange_health: Callable[[], Mapping[str, float]] | None = None
         self.data_gaps = 0
         self.timeframe_s = _timeframe_seconds(
             str(policy.get("universe", "timeframe", default="5m"))
@@ -310,6 +313,27 @@ class Runtime:
             broker.equity(prices), broker.cash(), broker.positions(), dict(prices), trades
         )
 
+    def _exchange_report(self) -> HealthReport:
+        if self.exchange_health is None:
+            return HealthReport(
+                "exchange",
+                HealthStatus.OK,
+                "paper exchange",
+                {"exchange_error_rate": 0.0, "circuit_breaker_open": 0.0},
+            )
+        metrics = dict(self.exchange_health())
+        status = (
+            HealthStatus.CRITICAL
+            if metrics.get("circuit_breaker_open", 0.0) >= 1.0
+            else HealthStatus.OK
+        )
+        return HealthReport(
+            "exchange",
+            status,
+            f"venue error rate {metrics.get('exchange_error_rate', 0.0):.2f}",
+            metrics,
+        )
+
     def _feed_health(self, now: datetime, candidates: Sequence[str]) -> list[HealthReport]:
         staleness = 0.0
         gaps = 0
@@ -329,12 +353,7 @@ class Runtime:
                 f"staleness {staleness:g} s, {gaps} missing candle(s)",
                 {"data_feed_staleness_s": staleness, "data_feed_gap_candles": float(gaps)},
             ),
-            HealthReport(
-                "exchange",
-                HealthStatus.OK,
-                "paper exchange",
-                {"exchange_error_rate": 0.0, "circuit_breaker_open": 0.0},
-            ),
+            self._exchange_report(),
             HealthReport("store", HealthStatus.OK, "sqlite", {"store_errors": 0.0}),
         ]
 

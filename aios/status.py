@@ -61,6 +61,25 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
     ):
         health[subject.removeprefix("component:")] = json.loads(proposal).get("status", "?")
     names = {0: "OK", 1: "DEGRADED", 2: "CRITICAL"}
+    books = (json.loads(report) or {}).get("books") if report else None
+    if books is None:  # a run still going (or killed): the latest equity of each book
+        books = {}
+        for book, equity, first in connection.execute(
+            "SELECT e.book, e.equity, (SELECT equity FROM equity WHERE run_id = e.run_id AND book = e.book ORDER BY rowid LIMIT 1)"
+            " FROM equity e WHERE e.run_id = ? AND e.rowid IN (SELECT MAX(rowid) FROM equity WHERE run_id = ? GROUP BY book)",
+            (run_id, run_id),
+        ):
+            trades = connection.execute(
+                "SELECT COUNT(DISTINCT position_id) FROM fills WHERE run_id = ? AND book = ? AND kind IN ('CLOSE', 'STOP_LOSS', 'TAKE_PROFIT', 'TRAILING_STOP')",
+                (run_id, book),
+            ).fetchone()[0]
+            books[book] = {
+                "trades": trades,
+                "win_rate": None,
+                "pnl_pct": 0.0 if not first else (equity - first) / first * 100.0,
+                "max_drawdown_pct": None,
+                "end_equity": equity,
+            }
     connection.close()
     return {
         "run_id": run_id,
@@ -74,5 +93,5 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
         "health": {
             k: names.get(v, str(v)) if isinstance(v, int) else str(v) for k, v in health.items()
         },
-        "books": (json.loads(report) or {}).get("books") if report else None,
+        "books": books or None,
     }

@@ -158,3 +158,22 @@ def test_live_exchange_needs_dry_run(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "live order placement is not available yet" in result.output
+
+
+def test_status_of_a_run_that_did_not_finish(tmp_path: Path) -> None:
+    # a run killed mid-way leaves status 'running' and no report: status reads the equity rows
+    policy, plugins = application.load([DEFAULT], env={})
+    series = load_series(bundled_data_dir(), policy.get("universe", "symbols"))
+    runtime = Runtime(policy, plugins, series, tmp_path, PaperBroker.from_policy)
+    times = sorted({c.time for candles in series.values() for c in candles})[:50]
+    runtime.begin(times[0])
+    for now in times:
+        runtime.advance_to(now)
+    runtime.journal.flush()
+    result = runner.invoke(app, ["status", "--state-dir", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    current = json.loads(result.output)
+    assert current["status"] == "running"
+    assert current["books"]["actual"]["end_equity"] == pytest.approx(1.0)
+    assert current["books"]["actual"]["win_rate"] is None
+    runtime.end("stopped")

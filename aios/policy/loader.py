@@ -364,16 +364,21 @@ def load_policy(
     """Load, merge (later files win), override from `env`, validate and compile policy files."""
     if not paths:
         raise ValueError("load_policy needs at least one file")
+    return build_policy(read_files(paths), env=env, sections=sections, metrics=metrics)
+
+
+def read_files(paths: Sequence[str | Path]) -> list[SourceDocument]:
+    """Parse every file; raise PolicyInvalid with the problems of all of them, not the first."""
     documents: list[SourceDocument] = []
-    parse_issues: list[Issue] = []
+    issues: list[Issue] = []
     for path in paths:
         try:
             documents.append(read_file(Path(path), str(path)))
         except PolicyInvalid as exc:
-            parse_issues.extend(exc.issues)
-    if parse_issues:
-        raise PolicyInvalid(parse_issues)
-    return build_policy(documents, env=env, sections=sections, metrics=metrics)
+            issues.extend(exc.issues)
+    if issues:
+        raise PolicyInvalid(issues)
+    return documents
 
 
 def load_policy_text(
