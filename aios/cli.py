@@ -615,6 +615,197 @@ def status(
             )
 
 
+stage_app = typer.Typer(
+    help="The integration stage: status, promotion, demotion, history.", no_args_is_help=True
+)
+app.add_typer(stage_app, name="stage")
+
+
+def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[Any, Any]:
+    import os
+
+    from aios import app as application
+    from aios.policy import PolicyInvalid
+    from aios.stages import StageError, StageStore
+    from aios.state import database_path
+
+    chosen = list(files) if files else default_policy_files()
+    _check_files(chosen)
+    try:
+        policy, _ = application.load(chosen, env=dict(os.environ))
+    except PolicyInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    try:
+        store = StageStore(database_path(state_dir), create=False)
+        if store.current() is None:
+            raise StageError(
+                f"the state store {database_path(state_dir)} has no stage yet: run `aios run` first"
+            )
+    except StageError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    return policy, store
+
+
+PolicyOption = Annotated[
+    Optional[list[Path]],  # noqa: UP045
+    typer.Option(
+        "--policy",
+        "-p",
+        help="Policy file(s) whose guards apply. Default: the bundled default policy.",
+    ),
+]
+
+
+def _print_guards(guards: list[dict[str, Any]]) -> None:
+    for guard in guards:
+        mark = "pass" if guard["passed"] else "FAIL"
+        typer.echo(
+            f"  [{mark}] {guard['name']}: required {guard['required']}, actual {guard['actual']}"
+        )
+
+
+@stage_app.command("status")
+def stage_status(
+    policy: PolicyOption = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.text,
+    state_dir: StateDirOption = None,
+) -> None:
+    """The stage, since when, and for the next step every guard with its required and actual value."""
+    from aios.stages import StageError
+
+    loaded, store = _stage_context(policy, state_dir)
+    try:
+        current = store.status(loaded)
+    except StageError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        store.close()
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(current, indent=2))
+        return
+    typer.echo(f"stage {current['stage']} since {current['since']}")
+    if current["next"] is None:
+        typer.echo("AUTONOMY is the highest stage")
+        return
+    verdict = "all guards pass" if current["promotable"] else "not promotable yet"
+    typer.echo(f"next: {current['next']} ({verdict})")
+    _print_guards(current["guards"])
+
+
+@stage_app.command("promote")
+def stage_promote(
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (recorded in the history). Required.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check the guards without moving.")
+    ] = False,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="AUTONOMY from OBSERVATION, when the policy allows skipping."),
+    ] = None,
+    policy: PolicyOption = None,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Promote one step when every guard passes; otherwise list every failing guard (exit 1)."""
+    from aios.model import Stage
+    from aios.stages import StageError
+
+    if not reason.strip():
+        raise usage_error("--reason must say why")
+    target = None
+    if to is not None:
+        try:
+            target = Stage(to.upper())
+        except ValueError:
+            raise usage_error(f"unknown stage {to!r}: OBSERVATION, ADVISORY or AUTONOMY") from None
+    loaded, store = _stage_context(policy, state_dir)
+    try:
+        expected = store.current().stage
+        result = store.promote(loaded, reason, expected=expected, dry_run=dry_run, to=target)
+    except StageError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        store.close()
+    if result["allowed"] and dry_run:
+        typer.echo(f"{result['from']}: promotion would be allowed (dry run, nothing moved)")
+        return
+    if result["moved"]:
+        typer.echo(f"promoted {result['from']} -> {result['to']}")
+        return
+    typer.echo(f"aios: promotion from {result['from']} refused; failing guards:", err=True)
+    for guard in result["failing"]:
+        typer.echo(
+            f"  {guard['name']}: required {guard['required']}, actual {guard['actual']}", err=True
+        )
+    raise typer.Exit(EXIT_INVALID)
+
+
+@stage_app.command("demote")
+def stage_demote(
+    to: Annotated[str, typer.Option("--to", help="OBSERVATION or ADVISORY.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (recorded in the history). Required.")
+    ],
+    policy: PolicyOption = None,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Demote to a lower stage: always allowed."""
+    from aios.model import Stage
+    from aios.stages import StageError
+
+    if not reason.strip():
+        raise usage_error("--reason must say why")
+    try:
+        target = Stage(to.upper())
+    except ValueError:
+        raise usage_error(f"unknown stage {to!r}: OBSERVATION or ADVISORY") from None
+    loaded, store = _stage_context(policy, state_dir)
+    try:
+        result = store.demote(loaded, target, reason)
+    except StageError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    finally:
+        store.close()
+    typer.echo(f"demoted {result['from']} -> {result['to']}")
+
+
+@stage_app.command("history")
+def stage_history(
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="text or json.")
+    ] = OutputFormat.text,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Every stage change: when, from, to, who, why, with which policy and evidence."""
+    from aios.stages import StageError, StageStore
+    from aios.state import database_path
+
+    try:
+        store = StageStore(database_path(state_dir), create=False)
+        rows = store.history()
+        store.close()
+    except StageError as exc:
+        typer.echo(f"aios: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    if output_format is OutputFormat.json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        how = "automatic" if row["automatic"] else row["who"]
+        typer.echo(
+            f"{row['time']}  {row['from'] or '-':<11} -> {row['to']:<11} {row['trigger']:<22} {how}: {row['reason']} (policy {row['policy_hash'][:12]})"
+        )
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

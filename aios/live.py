@@ -114,5 +114,6 @@ class LiveRunner:
             self.runtime.journal.close()
             self.runtime.store.close()
             self.runtime.models.close()
+            self.runtime.stages.close()
             return None
         return self.runtime.end(status)

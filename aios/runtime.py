@@ -47,6 +47,7 @@ from aios.model_registry import ModelRegistry
 from aios.policy import Policy
 from aios.registry import PluginSet
 from aios.reload import PolicyWatcher
+from aios.stages import StageStore
 from aios.state import database_path
 
 _DDL = """
@@ -260,13 +261,18 @@ class Runtime:
         broker_factory: Callable[[Policy], Broker],
         *,
         stage: Stage | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.policy = policy
         self.plugins = plugins
+        self.wall_clock = wall_clock
         self.series = {symbol: list(candles) for symbol, candles in series.items()}
         self.state_dir = state_dir
-        self.stage = stage or Stage(str(policy.get("stages", "initial", default="OBSERVATION")))
         database = database_path(state_dir)
+        # The stage comes from the stage machine's store (created at `stages.initial` when
+        # fresh); a `stage` argument is for tests that drive the engine directly.
+        self.stages = StageStore(database, create=True, clock=wall_clock)
+        self.stage = stage or self.stages.ensure(policy)
         self.store = Store(database)
         self.run_id = self.store.next_run_id()
         self.journal = Journal(database)
@@ -404,6 +410,52 @@ class Runtime:
             if book.name == "shadow":
                 self.engine.trade_closed(now, self.market, self._portfolio(book, prices), trade)
 
+    def _automatic_demotion(self, now: datetime, entry: Any, prices: Mapping[str, float]) -> None:
+        """EMERGENCY_SHUTDOWN demotes (default: to OBSERVATION); a CRITICAL risk mode, as the
+        coordinator assessed it, caps the stage (default: ADVISORY). Journaled with the cause;
+        the engine runs the next cycle at the new stage."""
+        from aios.model import DirectiveKind, RiskMode
+        from aios.stages import ORDER, StageError
+
+        causes: list[tuple[Stage, str]] = []
+        if DirectiveKind.EMERGENCY_SHUTDOWN in entry.directives:
+            target = Stage(
+                str(
+                    self.policy.get(
+                        "stages", "demotion", "on_emergency_shutdown", default="OBSERVATION"
+                    )
+                )
+            )
+            causes.append((target, "EMERGENCY_SHUTDOWN is active"))
+        cap = self.policy.get("stages", "demotion", "on_critical_risk_mode", default="ADVISORY")
+        if cap is not None and entry.shadow_risk_mode is RiskMode.CRITICAL:
+            causes.append((Stage(str(cap)), "the coordinator assesses the risk mode as CRITICAL"))
+        for target, cause in sorted(causes, key=lambda c: ORDER[c[0]]):
+            if ORDER[target] >= ORDER[self.stage]:
+                continue
+            try:
+                moved = self.stages.demote(
+                    self.policy, target, f"automatic: {cause} at {now.isoformat()}", automatic=True
+                )
+            except StageError as exc:
+                self.journal.record(
+                    _stage_decision(
+                        self, now, f"automatic demotion to {target.value} failed: {exc}", False
+                    )
+                )
+                continue
+            if moved["moved"]:
+                self.stage = target
+                self.engine.set_stage(
+                    now, self.market, self._portfolio(self.books["actual"], prices), target
+                )
+                self.journal.record(
+                    _stage_decision(
+                        self, now, f"automatic demotion to {target.value}: {cause}", True
+                    )
+                )
+            break
+
     def _reload(self, now: datetime) -> None:
         """Between cycles: swap in a policy the watcher validated; journal every attempt."""
         if self.watcher is None:
@@ -456,6 +508,7 @@ class Runtime:
         )
         self._apply(self.books["actual"], entry.orders, now, prices, fills)
         self._apply(self.books["shadow"], entry.shadow_orders, now, prices, fills)
+        self._automatic_demotion(now, entry, prices)
         for book in self.books.values():
             self._closed_trades(book, now, prices)
             fees = sum(f.fee for name, f in fills if name == book.name)
@@ -477,7 +530,8 @@ class Runtime:
 
     def begin(self, first: datetime) -> None:
         """Record the run as started (replay and live runs alike)."""
-        self.store.start(self.run_id, first, self.policy, self.stage)
+        del first  # the run's times are wall-clock times; the report has the market span
+        self.store.start(self.run_id, self.wall_clock(), self.policy, self.stage)
         self._stepped: list[datetime] = []
 
     def advance_to(self, now: datetime) -> None:
@@ -494,8 +548,8 @@ class Runtime:
                 report = self.report(self._stepped)
         finally:
             self.journal.close()
-            last = self._stepped[-1] if self._stepped else datetime.now(UTC)
-            self.store.finish(self.run_id, last, status, report)
+            self.store.finish(self.run_id, self.wall_clock(), status, report)
+            self.stages.close()
             self.store.close()
             self.models.close()
         return report
@@ -603,6 +657,25 @@ def _reload_decision(runtime: Runtime, now: datetime, reason: str, applied: bool
         {"applied": applied, "reason": reason},
         "ENGINE",
         "error" if not applied else "engine",
+        applied,
+        reason,
+        runtime.policy.hash,
+    )
+
+
+def _stage_decision(runtime: Runtime, now: datetime, reason: str, applied: bool) -> Any:
+    from aios.journal import Decision
+
+    return Decision(
+        runtime.run_id,
+        runtime.engine.cycle,
+        now,
+        "engine",
+        "stage_demotion",
+        "stage",
+        {"stage": runtime.stage.value, "reason": reason},
+        "SAFETY",
+        "applied" if applied else "error",
         applied,
         reason,
         runtime.policy.hash,

@@ -28,6 +28,13 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
     if run is None:
         raise StatusError(f"the state store {path} has no run yet")
     run_id, status, stage, policy_hash, sources, report = run
+    stored = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'stage_state'"
+    ).fetchone()
+    if stored is not None:
+        current = connection.execute("SELECT stage FROM stage_state WHERE id = 1").fetchone()
+        if current is not None:
+            stage = current[0]  # the stage machine's, which may have moved since the run
 
     def last(query: str) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = connection.execute(query, (run_id,)).fetchone()

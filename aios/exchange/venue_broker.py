@@ -1,0 +1,838 @@
+"""A `Broker` that sends real orders to a spot venue through `CcxtVenue`.
+
+The engine thinks in positions (open with TP/SL, scale in, reduce, close, move the stops); a spot
+venue knows only buy and sell orders. This broker maps one onto the other and keeps the positions
+itself, from what the venue answers, with the same `Position` / `ClosedTrade` records as the
+paper exchange so that the runtime, the report and the plugins cannot tell the difference.
+
+Spot only
+    A SHORT is refused (`BrokerError`): selling what one does not hold needs a margin account
+    (borrowing the base asset), which is another market type with liquidation rules this broker
+    does not model. Derivative symbols (`BTC/USDT:USDT`) are refused for the same reason, and so
+    is a symbol whose quote is not the broker's quote currency (cash is counted in one currency).
+
+Orders
+    * OPEN / SCALE_IN buy `quote_amount / price` base units, at most what the free cash allows
+      after keeping `cash_buffer_pct` for fees and slippage (a market buy costs a little more than
+      the reference price). REDUCE sells `fraction` of the quantity held, CLOSE all of it.
+    * MARKET, or LIMIT at the reference price improved by `limit_offset_bps` (a buy lower, a sell
+      higher). The client order id is the engine's order id; a sliced order sends one order per
+      slice, `<id>-1` ... `<id>-<n>`, and stops at the first slice that fails.
+    * The books follow the venue's answer, not the request: ccxt's unified `filled`, `average` and
+      `fee`/`fees`. A fee paid in the base currency (a spot buy usually pays its fee in what it
+      buys) reduces the quantity held; a fee in a third currency (an exchange token) cannot be
+      valued here and is logged, not counted.
+    * A CLOSE (or REDUCE of everything, or a triggered exit) that the venue filled to within
+      `dust_ratio` closes the position: venues truncate amounts to their precision, and the dust
+      left over cannot be sold anyway.
+    * SET_STOPS only changes local state (see below): no venue call.
+
+Failures (never retried blindly)
+    * Refused by the venue (`VenueError`: insufficient funds, bad amount...): `BrokerError` with
+      the venue's reason, redacted; nothing changes.
+    * `VenueUnavailable` after the request left (timeout, network): the order may or may not
+      exist. It is recorded as `unknown` in `unresolved()` with its client id, the position it
+      belongs to is frozen (no more venue orders, no client-side stops: selling twice on spot
+      could sell holdings that are not this position's), and `BrokerError` names the client id so
+      an operator can look it up on the venue; `resolve()` applies the venue's answer later.
+      An order that certainly never left (breaker open) is refused plainly.
+    * A venue answer without `filled`, or an order still resting on the venue (a LIMIT that did
+      not fill at once), is unresolved too: the broker cannot watch resting orders, so whatever
+      fills later is unknown until `resolve()`.
+    * Idempotent by engine order id: a repeated id returns the first result (or raises the first
+      error again) and sends nothing. The venue also refuses a client id it has sent before; the
+      broker never builds the same client id twice (triggered exits number their attempts).
+
+Stops are client-side
+    ccxt's unified API has no OCO (one-cancels-other) order for a spot TP + SL pair, and venues
+    differ in the stop orders they accept, so the stop-loss, take-profit and trailing stop are
+    kept here and checked by `on_candle` against each new *closed* candle, with the paper
+    exchange's pessimistic rule: the effective stop is the tighter of the stop-loss and the
+    trailing level (from the best price before this candle); when the stop and the take-profit
+    are both touched, the stop wins. A hit sends a market sell with client id
+    `<position id>:stop_loss` (`take_profit`, `trailing_stop`); a failed attempt is retried on the
+    next candle of the symbol as `<position id>:stop_loss:2` and so on, since a stop that fired
+    must get out. What this costs, honestly:
+    * latency: a stop acts only when a candle has closed and been polled, up to one candle (plus
+      the poll interval) after the price crossed it; nothing protects the position while this
+      process is down;
+    * price: the exit is a market sell *now*, at whatever the book gives, not at the stop or the
+      take-profit level (a take-profit can exit below its level, a stop far below it after a gap).
+    An exchange-side stop (a venue's native stop-loss / OCO order) would be better wherever the
+    venue supports it: it acts on every trade and survives this process.
+
+Cash is the venue's free quote balance, fetched at most once per candle time and again after
+every fill; when the venue cannot be reached the last known balance is used (and logged).
+equity(prices) = cash + sum of quantity x price over open positions. Positions live in memory
+only: a restart forgets them (the holdings stay on the venue, untracked).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from aios.exchange.base import BrokerError, Fill, FillKind
+from aios.exchange.ccxt_venue import VenueError, VenueUnavailable
+from aios.model import Candle, ClosedTrade, OrderAction, OrderIntent, OrderType, Position, Side
+
+logger = logging.getLogger(__name__)
+
+_BPS = 1e-4
+_PCT = 1e-2
+_TRIGGERS = (FillKind.STOP_LOSS, FillKind.TAKE_PROFIT, FillKind.TRAILING_STOP)
+#: ccxt order statuses after which nothing more can fill.
+_DONE = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
+
+
+class OrderVenue(Protocol):
+    """What the broker needs from a venue (`CcxtVenue` has it; tests use a small fake)."""
+
+    def create_order(
+        self,
+        client_order_id: str,
+        symbol: str,
+        side: str,
+        amount: float,
+        order_type: str = "market",
+        price: float | None = None,
+        reduce_only: bool = False,
+    ) -> dict[str, Any]: ...
+
+    def balance(self, quote: str) -> float: ...
+
+    def redact(self, text: str) -> str: ...
+
+
+class VenueOrderError(BrokerError):
+    """A venue order that failed or whose outcome is unknown. `client_id` is what to look up on
+    the venue; `fills` are those of earlier slices of the same engine order, already booked."""
+
+    def __init__(
+        self, message: str, *, client_id: str | None = None, fills: Sequence[Fill] = ()
+    ) -> None:
+        super().__init__(message)
+        self.client_id = client_id
+        self.fills = tuple(fills)
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """One order as sent to the venue and as the venue answered (the audit trail).
+
+    status: filled, partial (the rest was cancelled), open (the rest rests on the venue),
+    unfilled, unknown (no answer: check the venue), refused, not_sent, resolved."""
+
+    client_id: str
+    order_id: str
+    position_id: str
+    symbol: str
+    side: str
+    amount: float
+    order_type: str
+    limit_price: float | None
+    status: str
+    filled: float = 0.0
+    average: float | None = None
+    fee: float = 0.0
+    venue_id: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Execution:
+    """What a venue order executed, in totals, so that a later answer can be applied as a delta."""
+
+    filled: float = 0.0  # base units
+    cost: float = 0.0  # quote: filled x average price
+    fee_quote: float = 0.0  # fees charged in the quote currency
+    fee_base: float = 0.0  # fees charged in the base currency
+
+    def minus(self, other: _Execution) -> _Execution:
+        return _Execution(
+            self.filled - other.filled,
+            self.cost - other.cost,
+            self.fee_quote - other.fee_quote,
+            self.fee_base - other.fee_base,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    """One venue order and what it is for: enough to book its answer now or at `resolve()`."""
+
+    client_id: str
+    order_id: str  # the Fill's order id: the engine's, or `<position id>:<exit kind>`
+    position_id: str
+    symbol: str
+    kind: FillKind
+    amount: float
+    order_type: str
+    limit_price: float | None
+    reason: str
+    closes: bool  # a complete fill ends the position
+    order: OrderIntent | None  # the engine order (an OPEN carries the stops and the context)
+
+    @property
+    def buy(self) -> bool:
+        return self.kind in (FillKind.OPEN, FillKind.SCALE_IN)
+
+
+@dataclass(slots=True)
+class _Pending:
+    intent: _Intent
+    applied: _Execution
+
+
+@dataclass(slots=True)
+class _Book:
+    """The broker's mutable record of an open position (snapshots go out as `Position`)."""
+
+    id: str
+    symbol: str
+    entry_price: float
+    quantity: float
+    opened_at: datetime
+    stop_loss: float | None
+    take_profit: float | None
+    initial_stop: float | None
+    trailing_stop_pct: float | None
+    best_price: float
+    hold_until: datetime | None
+    confidence: float | None
+    size_multiplier: float | None
+    trace: str
+    adds: int = 0
+    paid: float = 0.0
+    returned: float = 0.0
+    closed_quantity: float = 0.0
+    closed_entry_value: float = 0.0
+    closed_exit_value: float = 0.0
+    #: Client ids of this position's orders with an unknown outcome: while any, it is frozen.
+    unresolved: set[str] = field(default_factory=set)
+    #: A triggered exit not done yet (refused, not sent, partly filled): retried every candle.
+    exiting: tuple[FillKind, str] | None = None
+    exit_attempts: dict[FillKind, int] = field(default_factory=dict)
+
+    def snapshot(self) -> Position:
+        return Position(
+            id=self.id,
+            symbol=self.symbol,
+            side=Side.LONG,
+            entry_price=self.entry_price,
+            quantity=self.quantity,
+            opened_at=self.opened_at,
+            stop_loss=self.stop_loss,
+            take_profit=self.take_profit,
+            initial_stop=self.initial_stop,
+            trailing_stop_pct=self.trailing_stop_pct,
+            best_price=self.best_price,
+            adds=self.adds,
+            hold_until=self.hold_until,
+            confidence=self.confidence,
+            trace=self.trace,
+        )
+
+
+def _number(value: Any) -> float | None:
+    """A finite float from a ccxt field (which may be None, a string or garbage), else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _currencies(symbol: str) -> tuple[str, str]:
+    base, _, quote = symbol.partition("/")
+    return base, quote
+
+
+class VenueBroker:
+    """`aios.exchange.base.Broker` over a real spot venue; see the module docstring."""
+
+    def __init__(
+        self,
+        venue: OrderVenue,
+        *,
+        quote_currency: str,
+        cash_buffer_pct: float = 0.5,
+        dust_ratio: float = 1e-3,
+    ) -> None:
+        if not 0 <= cash_buffer_pct < 100:
+            raise ValueError(f"cash_buffer_pct must be in [0, 100), got {cash_buffer_pct}")
+        if not 0 <= dust_ratio < 1:
+            raise ValueError(f"dust_ratio must be in [0, 1), got {dust_ratio}")
+        self.venue = venue
+        self._quote_currency = quote_currency
+        self.cash_buffer_pct = float(cash_buffer_pct)
+        self.dust_ratio = float(dust_ratio)
+        self._cash: float | None = None
+        self._cash_fresh = False
+        self._cash_time: datetime | None = None
+        self._positions: dict[str, _Book] = {}
+        self._closed: list[ClosedTrade] = []
+        self._results: dict[str, list[Fill] | BrokerError] = {}
+        self._last_candle: dict[str, Candle] = {}
+        self._sent: set[str] = set()
+        self._orders: list[VenueOrder] = []
+        self._pending: dict[str, _Pending] = {}
+        #: Client-side exits that failed inside `on_candle` (which cannot raise), newest last.
+        self.errors: list[str] = []
+
+    # --- the Broker protocol -------------------------------------------------------------------
+
+    @property
+    def quote_currency(self) -> str:
+        return self._quote_currency
+
+    def cash(self) -> float:
+        """The venue's free quote balance; fetched once per candle time and after fills."""
+        cash = self._cash
+        if cash is None or not self._cash_fresh:
+            try:
+                cash = float(self.venue.balance(self._quote_currency))
+            except VenueError as exc:
+                reason = self.venue.redact(str(exc))
+                if cash is None:
+                    raise BrokerError(
+                        f"no {self._quote_currency} balance from the venue: {reason}"
+                    ) from None
+                logger.warning("using the last known balance %g: %s", cash, reason)
+            self._cash, self._cash_fresh = cash, True
+        return cash
+
+    def equity(self, prices: Mapping[str, float]) -> float:
+        return self.cash() + sum(
+            book.quantity * self._mark(book, prices) for book in self._positions.values()
+        )
+
+    def positions(self) -> tuple[Position, ...]:
+        return tuple(book.snapshot() for book in self._positions.values())
+
+    def closed_trades(self) -> Sequence[ClosedTrade]:
+        return tuple(self._closed)
+
+    def submit(self, order: OrderIntent, now: datetime, price: float) -> list[Fill]:
+        """Send `order` to the venue at reference `price`; see the module docstring."""
+        previous = self._results.get(order.id)
+        if previous is not None:
+            if isinstance(previous, VenueOrderError):
+                raise VenueOrderError(
+                    str(previous), client_id=previous.client_id, fills=previous.fills
+                )
+            if isinstance(previous, BrokerError):
+                raise BrokerError(str(previous))
+            return list(previous)
+        try:
+            fills = self._submit(order, now, price)
+        except BrokerError as error:
+            self._results[order.id] = error
+            raise
+        self._results[order.id] = fills
+        return list(fills)
+
+    def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
+        """Client-side stops against a new closed candle (never raises: failures are logged and
+        kept in `errors`, and the exit is retried on the next candle)."""
+        last = self._last_candle.get(symbol)
+        if last is not None and candle.time <= last.time:
+            return []
+        self._last_candle[symbol] = candle
+        if self._cash_time is None or candle.time > self._cash_time:
+            self._cash_time, self._cash_fresh = candle.time, False
+        fills: list[Fill] = []
+        for book in [b for b in self._positions.values() if b.symbol == symbol]:
+            if book.unresolved:
+                logger.warning(
+                    "position %s: client-side stops suspended until %s is resolved",
+                    book.id,
+                    ", ".join(sorted(book.unresolved)),
+                )
+                continue
+            trigger = book.exiting or self._protect(book, candle)
+            if trigger is not None:
+                fills.extend(self._exit(book, trigger, candle))
+        return fills
+
+    # --- extras for operators and tests --------------------------------------------------------
+
+    def orders(self) -> tuple[VenueOrder, ...]:
+        """Every venue order sent (or attempted), oldest first."""
+        return tuple(self._orders)
+
+    def unresolved(self) -> tuple[VenueOrder, ...]:
+        """Orders whose outcome is not known (no answer, or still resting on the venue): check
+        each on the venue by its client id, then `resolve()` it."""
+        latest = {o.client_id: o for o in self._orders}
+        return tuple(latest[client_id] for client_id in self._pending)
+
+    def resolve(
+        self, client_id: str, result: Mapping[str, Any] | None, now: datetime
+    ) -> list[Fill]:
+        """Apply what the venue says about an unresolved order: its ccxt order structure (e.g.
+        from `fetch_order`), or None when it was never placed. Unfreezes its position."""
+        pending = self._pending.pop(client_id, None)
+        if pending is None:
+            raise BrokerError(f"no unresolved order with client id {client_id!r}")
+        intent = pending.intent
+        book = self._positions.get(intent.position_id)
+        if book is not None:
+            book.unresolved.discard(client_id)
+        if result is None:
+            self._log(intent, "resolved", detail="never placed")
+            return []
+        return self._book_answer(
+            intent, result, now, intent.limit_price, pending.applied, resolving=True
+        )
+
+    # --- orders --------------------------------------------------------------------------------
+
+    def _submit(self, order: OrderIntent, now: datetime, price: float) -> list[Fill]:
+        if order.side is Side.SHORT:
+            raise BrokerError(
+                f"order {order.id}: SHORT refused: a spot venue cannot sell what is not held "
+                f"(shorting needs a margin account)"
+            )
+        if not price > 0:
+            raise BrokerError(f"order {order.id}: reference price must be > 0, got {price}")
+        if order.slices < 1:
+            raise BrokerError(f"order {order.id}: slices must be >= 1, got {order.slices}")
+        if order.action is OrderAction.OPEN:
+            base, quote = _currencies(order.symbol)
+            if ":" in order.symbol or not base or quote != self._quote_currency:
+                raise BrokerError(
+                    f"order {order.id}: {order.symbol} is not a spot market quoted in "
+                    f"{self._quote_currency}"
+                )
+            amount = self._affordable(order)
+            return self._trade(order, order.id, FillKind.OPEN, amount / price, now, price)
+        book = self._book(order)
+        if order.action is OrderAction.SET_STOPS:
+            return [self._set_stops(book, order, now, price)]
+        if book.unresolved:
+            raise BrokerError(
+                f"order {order.id}: position {book.id} has unresolved venue order(s) "
+                f"{', '.join(sorted(book.unresolved))}; check them on the venue first"
+            )
+        if order.action is OrderAction.SCALE_IN:
+            amount = self._affordable(order)
+            return self._trade(order, book.id, FillKind.SCALE_IN, amount / price, now, price)
+        if order.action is OrderAction.CLOSE:
+            return self._trade(order, book.id, FillKind.CLOSE, book.quantity, now, price)
+        fraction = order.fraction
+        if fraction is None or not 0 < fraction <= 1:
+            raise BrokerError(
+                f"order {order.id}: REDUCE needs a fraction in (0, 1], got {fraction}"
+            )
+        quantity = book.quantity * fraction
+        return self._trade(order, book.id, FillKind.REDUCE, quantity, now, price, fraction == 1)
+
+    def _affordable(self, order: OrderIntent) -> float:
+        """The quote amount to spend: the order's, capped by the free cash minus the buffer."""
+        if order.quote_amount is None or not order.quote_amount > 0:
+            raise BrokerError(
+                f"order {order.id}: {order.action} needs a quote_amount > 0, "
+                f"got {order.quote_amount}"
+            )
+        cash = self.cash()
+        if cash <= 0:
+            raise BrokerError(
+                f"order {order.id}: no {self._quote_currency} left for {order.action} of "
+                f"{order.quote_amount}"
+            )
+        return min(order.quote_amount, cash / (1.0 + self.cash_buffer_pct * _PCT))
+
+    def _book(self, order: OrderIntent) -> _Book:
+        book = self._positions.get(order.position_id or "")
+        if book is None or book.symbol != order.symbol:
+            raise BrokerError(
+                f"order {order.id}: no open {order.symbol} position {order.position_id!r}"
+            )
+        return book
+
+    def _trade(
+        self,
+        order: OrderIntent,
+        position_id: str,
+        kind: FillKind,
+        quantity: float,
+        now: datetime,
+        price: float,
+        closes: bool = False,
+    ) -> list[Fill]:
+        """One venue order per slice, booked as each answers; stops at the first failure."""
+        buy = kind in (FillKind.OPEN, FillKind.SCALE_IN)
+        closes = closes or kind is FillKind.CLOSE
+        limit_price: float | None = None
+        if order.order_type is OrderType.LIMIT:
+            offset = order.limit_offset_bps * _BPS
+            limit_price = price * (1.0 - offset) if buy else price * (1.0 + offset)
+        slices = order.slices
+        part = quantity / slices
+        fills: list[Fill] = []
+        for index in range(1, slices + 1):
+            last = index == slices
+            intent = _Intent(
+                client_id=order.id if slices == 1 else f"{order.id}-{index}",
+                order_id=order.id,
+                position_id=position_id,
+                symbol=order.symbol,
+                kind=kind,
+                amount=quantity - part * (slices - 1) if last else part,
+                order_type="limit" if limit_price is not None else "market",
+                limit_price=limit_price,
+                reason=order.reason,
+                closes=closes and last,
+                order=order,
+            )
+            try:
+                fills.extend(self._place(intent, now, price))
+            except VenueOrderError as error:
+                raise VenueOrderError(str(error), client_id=error.client_id, fills=fills) from None
+        return fills
+
+    def _place(self, intent: _Intent, now: datetime, reference: float) -> list[Fill]:
+        """Send one order and book the answer; every failure is recorded, then raised."""
+        client_id = intent.client_id
+        if client_id in self._sent:  # cannot happen by construction; never risk a double order
+            raise VenueOrderError(f"client id {client_id!r} was already used", client_id=client_id)
+        self._sent.add(client_id)
+        side = "buy" if intent.buy else "sell"
+        what = f"{side} {intent.amount:.10g} {intent.symbol} (client id {client_id})"
+        try:
+            result = self.venue.create_order(
+                client_id,
+                intent.symbol,
+                side,
+                intent.amount,
+                intent.order_type,
+                intent.limit_price,
+            )
+        except VenueUnavailable as exc:
+            reason = self.venue.redact(str(exc))
+            self._cash_fresh = False
+            if not exc.sent:
+                self._log(intent, "not_sent", detail=reason)
+                raise VenueOrderError(f"{what} not sent: {reason}", client_id=client_id) from None
+            self._log(intent, "unknown", detail=reason)
+            self._unknown(intent, reason)
+            raise VenueOrderError(
+                f"{what}: outcome unknown ({reason}); check client id {client_id} on the venue "
+                f"before anything else trades this position",
+                client_id=client_id,
+            ) from None
+        except VenueError as exc:
+            reason = self.venue.redact(str(exc))
+            self._log(intent, "refused", detail=reason)
+            raise VenueOrderError(f"{what} refused: {reason}", client_id=client_id) from None
+        return self._book_answer(intent, result, now, reference, _Execution())
+
+    def _unknown(self, intent: _Intent, detail: str, applied: _Execution | None = None) -> None:
+        """Keep an order whose outcome only the venue knows for `resolve()`, and freeze its
+        position (created first when part of the order filled)."""
+        self._pending[intent.client_id] = _Pending(intent, applied or _Execution())
+        book = self._positions.get(intent.position_id)
+        if book is not None:
+            book.unresolved.add(intent.client_id)
+        logger.warning(
+            "venue order %s (%s) is unresolved: %s", intent.client_id, intent.symbol, detail
+        )
+
+    def _book_answer(
+        self,
+        intent: _Intent,
+        result: Mapping[str, Any],
+        now: datetime,
+        reference: float | None,
+        applied: _Execution,
+        *,
+        resolving: bool = False,
+    ) -> list[Fill]:
+        """Book a ccxt order structure, minus what was booked of it before (`applied`)."""
+        prefix = "resolved: " if resolving else ""
+        venue_id = None if result.get("id") is None else str(result.get("id"))
+        filled = _number(result.get("filled"))
+        if filled is None:
+            self._cash_fresh = False
+            detail = "the venue did not report the filled amount"
+            self._log(intent, prefix + "unknown", venue_id=venue_id, detail=detail)
+            self._unknown(intent, detail, applied)
+            raise VenueOrderError(
+                f"{intent.symbol} order {intent.client_id} (venue id {venue_id}): {detail}; "
+                f"check it on the venue",
+                client_id=intent.client_id,
+            )
+        total, foreign = self._execution(intent, result, filled, reference)
+        average = total.cost / filled if filled > 0 else None
+        status = str(result.get("status") or "")
+        remaining = max(0.0, intent.amount - filled)
+        complete = remaining <= self.dust_ratio * intent.amount
+        resting = status == "open" or (status not in _DONE and not complete)
+        label = "open" if resting else "filled" if complete else "partial" if filled else "unfilled"
+        self._log(
+            intent,
+            prefix + label,
+            filled=filled,
+            average=average,
+            fee=total.fee_quote + total.fee_base * (average or 0.0),
+            venue_id=venue_id,
+            detail="; ".join(foreign),
+        )
+        delta = total.minus(applied)
+        fills: list[Fill] = []
+        if delta.filled > 0:
+            self._cash_fresh = False
+            if intent.buy:
+                fills.append(self._bought(intent, delta, now))
+            else:
+                fills.extend(self._sold(intent, delta, now, complete and not resting))
+        if resting:
+            self._unknown(
+                intent, f"{remaining:.10g} of {intent.amount:.10g} open on the venue", total
+            )
+        return fills
+
+    def _execution(
+        self, intent: _Intent, result: Mapping[str, Any], filled: float, reference: float | None
+    ) -> tuple[_Execution, list[str]]:
+        """Totals from ccxt's `average` (else cost / filled, else price, else the reference)
+        and `fees` (else `fee`); fees in a third currency are returned apart, not counted."""
+        base, quote = _currencies(intent.symbol)
+        average = _number(result.get("average"))
+        if average is None or average <= 0:
+            cost = _number(result.get("cost"))
+            average = cost / filled if cost and filled > 0 else _number(result.get("price"))
+        if average is None or average <= 0:
+            average = reference or 0.0
+            if filled > 0:
+                logger.warning(
+                    "order %s: no fill price reported, booked at %g", intent.client_id, average
+                )
+        fee_quote = fee_base = 0.0
+        fees = result.get("fees")
+        entries = fees if isinstance(fees, list) and fees else [result.get("fee")]
+        foreign: list[str] = []
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                continue
+            cost = _number(entry.get("cost")) or 0.0
+            currency = entry.get("currency")
+            if currency == quote:
+                fee_quote += cost
+            elif currency == base:
+                fee_base += cost
+            elif cost:
+                foreign.append(f"fee {cost:g} {currency} not counted")
+        if foreign:
+            logger.warning("order %s: %s", intent.client_id, "; ".join(foreign))
+        return _Execution(filled, filled * average, fee_quote, fee_base), foreign
+
+    def _bought(self, intent: _Intent, done: _Execution, now: datetime) -> Fill:
+        price = done.cost / done.filled
+        received = max(0.0, done.filled - done.fee_base)  # a fee in base is taken from the buy
+        fee = done.fee_quote + done.fee_base * price
+        book = self._positions.get(intent.position_id)
+        if book is None:
+            order = intent.order
+            stop = None if order is None else order.stop_loss
+            book = _Book(
+                id=intent.position_id,
+                symbol=intent.symbol,
+                entry_price=price,
+                quantity=received,
+                opened_at=now,
+                stop_loss=stop,
+                take_profit=None if order is None else order.take_profit,
+                initial_stop=stop,
+                trailing_stop_pct=None if order is None else order.trailing_stop_pct,
+                best_price=price,
+                hold_until=None if order is None else order.hold_until,
+                confidence=None if order is None else order.confidence,
+                size_multiplier=None if order is None else order.size_multiplier,
+                trace="" if order is None else order.trace,
+            )
+            self._positions[book.id] = book
+        else:
+            total = book.quantity + received
+            if total > 0:
+                book.entry_price = (book.entry_price * book.quantity + price * received) / total
+            book.quantity = total
+            if intent.kind is FillKind.SCALE_IN:
+                book.adds += 1
+        book.paid += done.cost + done.fee_quote
+        return self._fill(intent, book.id, now, price, received, fee)
+
+    def _sold(self, intent: _Intent, done: _Execution, now: datetime, complete: bool) -> list[Fill]:
+        price = done.cost / done.filled
+        fee = done.fee_quote + done.fee_base * price
+        book = self._positions.get(intent.position_id)
+        if book is None:
+            logger.warning(
+                "order %s sold %g of a position no longer held", intent.client_id, done.filled
+            )
+            return [self._fill(intent, intent.position_id, now, price, done.filled, fee)]
+        sold = min(done.filled, book.quantity)
+        book.returned += sold * price - fee
+        book.closed_quantity += sold
+        book.closed_entry_value += book.entry_price * sold
+        book.closed_exit_value += price * sold
+        book.quantity -= sold
+        fill = self._fill(intent, book.id, now, price, sold, fee)
+        if (intent.closes and complete) or book.quantity <= 0:
+            if book.quantity > 0:
+                logger.info("position %s closed; dust %g left on the venue", book.id, book.quantity)
+            book.quantity = 0.0
+            del self._positions[book.id]
+            self._record(book, now, intent)
+        return [fill]
+
+    def _record(self, book: _Book, now: datetime, intent: _Intent) -> None:
+        entry = book.closed_entry_value / book.closed_quantity
+        exit_price = book.closed_exit_value / book.closed_quantity
+        self._closed.append(
+            ClosedTrade(
+                position_id=book.id,
+                symbol=book.symbol,
+                side=Side.LONG,
+                entry_price=entry,
+                exit_price=exit_price,
+                quantity=book.closed_quantity,
+                opened_at=book.opened_at,
+                closed_at=now,
+                pnl_pct=(exit_price - entry) / entry * 100.0,
+                pnl_quote=book.returned - book.paid,
+                reason=intent.kind.value if intent.kind in _TRIGGERS else intent.reason,
+                confidence=book.confidence,
+                size_multiplier=book.size_multiplier,
+                trace=book.trace,
+            )
+        )
+
+    def _fill(
+        self,
+        intent: _Intent,
+        position_id: str,
+        now: datetime,
+        price: float,
+        quantity: float,
+        fee: float,
+    ) -> Fill:
+        return Fill(
+            order_id=intent.order_id,
+            position_id=position_id,
+            symbol=intent.symbol,
+            side=Side.LONG,
+            kind=intent.kind,
+            time=now,
+            price=price,
+            quantity=quantity,
+            fee=fee,
+            reason=intent.reason,
+        )
+
+    def _log(self, intent: _Intent, status: str, **answer: Any) -> None:
+        self._orders.append(
+            VenueOrder(
+                client_id=intent.client_id,
+                order_id=intent.order_id,
+                position_id=intent.position_id,
+                symbol=intent.symbol,
+                side="buy" if intent.buy else "sell",
+                amount=intent.amount,
+                order_type=intent.order_type,
+                limit_price=intent.limit_price,
+                status=status,
+                **answer,
+            )
+        )
+
+    def _set_stops(self, book: _Book, order: OrderIntent, now: datetime, price: float) -> Fill:
+        """Like the paper exchange: only the levels named change; None never removes a stop."""
+        if order.stop_loss is not None:
+            book.stop_loss = order.stop_loss
+            if book.initial_stop is None:
+                book.initial_stop = order.stop_loss
+        if order.take_profit is not None:
+            book.take_profit = order.take_profit
+        if order.trailing_stop_pct is not None:
+            book.trailing_stop_pct = order.trailing_stop_pct
+        if order.hold_until is not None:
+            book.hold_until = order.hold_until
+        return Fill(
+            order_id=order.id,
+            position_id=book.id,
+            symbol=book.symbol,
+            side=Side.LONG,
+            kind=FillKind.STOPS_SET,
+            time=now,
+            price=price,
+            quantity=0.0,
+            fee=0.0,
+            reason=order.reason,
+        )
+
+    # --- client-side stops ---------------------------------------------------------------------
+
+    def _protect(self, book: _Book, candle: Candle) -> tuple[FillKind, str] | None:
+        """The paper exchange's rule: stop (or trailing) first, then take-profit; then move the
+        best price (the trailing level of this candle uses the best price before it)."""
+        trail = None
+        if book.trailing_stop_pct is not None:
+            trail = book.best_price * (1.0 - book.trailing_stop_pct * _PCT)
+        stops = [level for level in (book.stop_loss, trail) if level is not None]
+        stop = max(stops) if stops else None  # the tighter, for a long
+        if stop is not None and candle.low <= stop:
+            kind = FillKind.STOP_LOSS if stop == book.stop_loss else FillKind.TRAILING_STOP
+            gapped = " (gapped through at the open)" if candle.open <= stop else ""
+            return kind, f"{kind.value} {stop:.10g} touched{gapped}: market sell"
+        tp = book.take_profit
+        if tp is not None and candle.high >= tp:
+            return FillKind.TAKE_PROFIT, f"TAKE_PROFIT {tp:.10g} touched: market sell"
+        book.best_price = max(book.best_price, candle.high)
+        return None
+
+    def _exit(self, book: _Book, trigger: tuple[FillKind, str], candle: Candle) -> list[Fill]:
+        """A market sell of the whole position; a failure keeps the exit pending for the next
+        candle, under a new client id (`:2`, `:3`...), since a stop that fired must get out."""
+        kind, reason = trigger
+        book.exiting = trigger
+        attempt = book.exit_attempts.get(kind, 0) + 1
+        book.exit_attempts[kind] = attempt
+        exit_id = f"{book.id}:{kind.value.lower()}"
+        intent = _Intent(
+            client_id=exit_id if attempt == 1 else f"{exit_id}:{attempt}",
+            order_id=exit_id,
+            position_id=book.id,
+            symbol=book.symbol,
+            kind=kind,
+            amount=book.quantity,
+            order_type="market",
+            limit_price=None,
+            reason=reason,
+            closes=True,
+            order=None,
+        )
+        try:
+            return self._place(intent, candle.time, candle.close)
+        except BrokerError as exc:
+            message = f"{candle.time.isoformat()} position {book.id}: {exc}"
+            self.errors.append(message)
+            logger.warning("%s", message)
+            return []
+
+    def _mark(self, book: _Book, prices: Mapping[str, float]) -> float:
+        price = prices.get(book.symbol)
+        if price is not None:
+            return price
+        last = self._last_candle.get(book.symbol)
+        return last.close if last is not None else book.entry_price
+
+
+__all__ = ["OrderVenue", "VenueBroker", "VenueOrder", "VenueOrderError"]
