@@ -14,7 +14,15 @@ from typer.testing import CliRunner
 from aios.cli import app
 from aios.exchange.paper import PaperBroker
 from aios.hookspecs import hookimpl
-from aios.model import CycleContext, DirectiveKind, DirectiveProposal, HealthReport, Stage
+from aios.model import (
+    CycleContext,
+    DirectiveKind,
+    DirectiveProposal,
+    HealthReport,
+    RiskAssessment,
+    RiskMode,
+    Stage,
+)
 from aios.policy import Policy
 from aios.registry import plugin_set
 from aios.runtime import Runtime
@@ -311,4 +319,54 @@ def test_an_emergency_shutdown_demotes_and_the_next_cycle_follows_the_new_stage(
     # stays demoted and the same proposals are only observed: the baseline trades again
     assert {r.outcome for r in rows if r.cycle < 5} == {"applied"}
     assert {r.outcome for r in rows if r.cycle > 6} == {"observed"}
+    runtime.end("stopped")
+
+
+def test_a_locked_store_is_a_clear_refusal(tmp_path: Path) -> None:
+    import sqlite3
+
+    policy = default_policy(OPEN_GUARDS.format(time=0))
+    store(tmp_path, policy, Clock()).close()
+    holder = sqlite3.connect(database_path(tmp_path), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        locked = StageStore(database_path(tmp_path), create=False, timeout_s=0.1)
+        with pytest.raises(StageError, match="locked by another process"):
+            locked.promote(policy, "while locked")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+class CriticalCoordinator:
+    name = "coordinator"
+
+    @hookimpl
+    def aios_coordinate(self, ctx: CycleContext) -> RiskAssessment:
+        return RiskAssessment(
+            RiskMode.CRITICAL if ctx.cycle >= 3 else RiskMode.NORMAL, True, "test"
+        )
+
+
+def test_a_critical_risk_mode_caps_the_stage_at_advisory(tmp_path: Path) -> None:
+    policy = default_policy("stages:\n  initial: AUTONOMY\nuniverse:\n  symbols: [ETH/BTC]\n")
+    series = {"ETH/BTC": candles_from_closes([100.0] * 6)}
+    runtime = Runtime(
+        policy, plugin_set([CriticalCoordinator()]), series, tmp_path, PaperBroker.from_policy
+    )
+    runtime.begin(T0)
+    seen = []
+    for candle in series["ETH/BTC"]:
+        runtime.advance_to(candle.time)
+        seen.append(runtime.engine.stage)
+    assert seen == [
+        Stage.AUTONOMY,
+        Stage.AUTONOMY,
+        Stage.ADVISORY,
+        Stage.ADVISORY,
+        Stage.ADVISORY,
+        Stage.ADVISORY,
+    ]
+    last = runtime.stages.history()[-1]
+    assert last["automatic"] and last["to"] == "ADVISORY" and "CRITICAL" in last["reason"]
     runtime.end("stopped")

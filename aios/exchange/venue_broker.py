@@ -217,6 +217,8 @@ class _Book:
     #: A triggered exit not done yet (refused, not sent, partly filled): retried every candle.
     exiting: tuple[FillKind, str] | None = None
     exit_attempts: dict[FillKind, int] = field(default_factory=dict)
+    #: Engine orders that scaled in (a sliced SCALE_IN counts once, as on the paper exchange).
+    scaled_by: set[str] = field(default_factory=set)
 
     def snapshot(self) -> Position:
         return Position(
@@ -378,19 +380,28 @@ class VenueBroker:
     ) -> list[Fill]:
         """Apply what the venue says about an unresolved order: its ccxt order structure (e.g.
         from `fetch_order`), or None when it was never placed. Unfreezes its position."""
-        pending = self._pending.pop(client_id, None)
+        pending = self._pending.get(client_id)
         if pending is None:
             raise BrokerError(f"no unresolved order with client id {client_id!r}")
         intent = pending.intent
+        last = self._last_candle.get(intent.symbol)
+        reference = intent.limit_price or (None if last is None else last.close)
+        if (
+            result is not None
+            and reference is None
+            and not any(
+                (_number(result.get(key)) or 0.0) > 0 for key in ("average", "cost", "price")
+            )
+        ):
+            raise BrokerError(f"order {client_id}: the answer has no price to book it at")
+        del self._pending[client_id]
         book = self._positions.get(intent.position_id)
         if book is not None:
             book.unresolved.discard(client_id)
         if result is None:
             self._log(intent, "resolved", detail="never placed")
             return []
-        return self._book_answer(
-            intent, result, now, intent.limit_price, pending.applied, resolving=True
-        )
+        return self._book_answer(intent, result, now, reference, pending.applied, resolving=True)
 
     # --- orders --------------------------------------------------------------------------------
 
@@ -664,7 +675,8 @@ class VenueBroker:
             if total > 0:
                 book.entry_price = (book.entry_price * book.quantity + price * received) / total
             book.quantity = total
-            if intent.kind is FillKind.SCALE_IN:
+            if intent.kind is FillKind.SCALE_IN and intent.order_id not in book.scaled_by:
+                book.scaled_by.add(intent.order_id)
                 book.adds += 1
         book.paid += done.cost + done.fee_quote
         return self._fill(intent, book.id, now, price, received, fee)
