@@ -8,6 +8,7 @@ in the quote currency unless a test scripts the answer.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,8 +16,8 @@ from typing import Any
 import pytest
 
 from aios.exchange.base import Broker, BrokerError, FillKind
-from aios.exchange.ccxt_venue import VenueError, VenueUnavailable
-from aios.exchange.venue_broker import VenueBroker, VenueOrderError
+from aios.exchange.ccxt_venue import CcxtVenue, VenueError, VenueUnavailable
+from aios.exchange.venue_broker import OrderVenue, VenueBroker, VenueOrderError
 from aios.model import Candle, OrderAction, OrderIntent, OrderType, Side
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -585,3 +586,62 @@ def test_a_sliced_scale_in_counts_as_one_add() -> None:
     broker.submit(order("s1", OrderAction.SCALE_IN, quote_amount=100.0, slices=2), at(1), 100.0)
     (position,) = broker.positions()
     assert (position.adds, position.quantity) == (1, approx(2.0))
+
+
+# --- through the real CcxtVenue (a fake async exchange behind it, no network) ------------------
+
+
+def test_ccxt_venue_is_an_order_venue() -> None:
+    def typed(venue: CcxtVenue) -> OrderVenue:
+        return venue  # checked by mypy: the protocol matches the facade
+
+    assert callable(typed)
+
+
+class AsyncExchange:
+    """Just enough of a ccxt async exchange for the facade: fills market orders at 100."""
+
+    def __init__(self, exchange_id: str, config: dict[str, Any]) -> None:
+        self.params: list[dict[str, Any]] = []
+        self.hang = False
+
+    async def create_order(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: float,
+        price: float | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        self.params.append(dict(params or {}))
+        if self.hang:
+            await asyncio.sleep(3600)
+        fee = {"cost": amount * 0.1, "currency": "USDT"}
+        return {"id": "x", "status": "closed", "filled": amount, "average": 100.0, "fee": fee}
+
+    async def fetch_balance(self) -> dict[str, Any]:
+        return {"free": {"USDT": 500.0}}
+
+    async def close(self) -> None:
+        return None
+
+
+def test_through_ccxt_venue_client_ids_reach_the_exchange_and_a_timeout_is_unresolved() -> None:
+    exchanges: list[AsyncExchange] = []
+
+    def factory(exchange_id: str, config: dict[str, Any]) -> AsyncExchange:
+        exchanges.append(AsyncExchange(exchange_id, config))
+        return exchanges[-1]
+
+    env = {"AIOS_FAKE_API_KEY": "k", "AIOS_FAKE_SECRET": "s"}
+    with CcxtVenue("fake", env, timeout_s=0.2, exchange_factory=factory) as venue:
+        broker = VenueBroker(venue, quote_currency="USDT")
+        assert broker.cash() == 500.0
+        broker.submit(order("o1", quote_amount=100.0), at(0), 100.0)
+        assert broker.positions()[0].quantity == approx(1.0)
+        exchanges[0].hang = True
+        with pytest.raises(BrokerError, match="outcome unknown"):
+            broker.submit(order("c1", OrderAction.CLOSE), at(1), 100.0)
+        assert [p["clientOrderId"] for p in exchanges[0].params] == ["o1", "c1"]
+        assert [o.client_id for o in broker.unresolved()] == ["c1"]
