@@ -15,24 +15,78 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import pluggy
+
+import aios.engine
+from aios.app import load
+from aios.data import bundled_data_dir, symbol_from_filename
+from aios.engine import Engine
+from aios.hookspecs import hookimpl
+from aios.journal import Decision, Journal
+from aios.model import (
+    CycleContext,
+    DirectiveProposal,
+    EntryIntent,
+    EntryVerdict,
+    ExecutionPlan,
+    HealthReport,
+    HealthStatus,
+    ModelProposal,
+    OrderType,
+    PortfolioView,
+    RiskAssessment,
+    RiskMode,
+    Side,
+    Signal,
+    SizeProposal,
+    Stage,
+    TpSlProposal,
+    UniverseProposal,
+)
 from aios.policy import load_policy
 from aios.policy.schema import compose_schema, is_valid, validator
 from aios.policy.yaml_source import read_file
+from aios.registry import HookResult, call_each, plugin_set
+from aios.testing import T0, candles_from_closes, default_policy, market
 
 REPO = Path(__file__).resolve().parent.parent
 POLICIES = REPO / "policies"
 BUNDLED_POLICIES = ("default.yaml", "conservative.yaml", "aggressive.yaml")
 DEFAULT_JSON = REPO / "bench" / "results" / "latest.json"
 ENV_PREFIX = "QT_AI_"  # policy overrides; stripped so the caller's shell cannot skew a run
-DECIMALS = {"s": 3, "ms": 2}
+DECIMALS = {"s": 3, "ms": 2, "candles/s": 0, "decisions/s": 0, "rows/s": 0}
 SUBPROCESS_TIMEOUT_S = 120.0
+REPLAY_TIMEOUT_S = 600.0
+# The ten BTC-quoted 5m files of the shared data set (57,546 candles); the bundled data when absent.
+SHARED_DATA = Path("/work/shared/data/csv")
+SHARED_SYMBOLS = tuple(
+    f"{base}/BTC"
+    for base in ("ADA", "DASH", "ETC", "ETH", "LTC", "NXT", "TRX", "XLM", "XMR", "ZEC")
+)
+SUBSYSTEMS = (
+    "coordinator",
+    "self_healing",
+    "universe_os",
+    "signal_model",
+    "dynamic_tpsl",
+    "model_supervisor",
+    "portfolio_balancer",
+    "position_intelligence",
+    "profit_amplification",
+    "execution",
+    "exit_proposals",
+    "rl_sizing",
+    "retraining",
+)
 
 # Runs in a fresh interpreter: times the first load_policy call only (it builds the validator),
 # not interpreter start-up or the import of aios.policy.
@@ -42,6 +96,32 @@ from aios.policy import load_policy
 start = time.perf_counter()
 load_policy([sys.argv[1]], env={})
 print((time.perf_counter() - start) * 1000.0)
+"""
+
+# Runs in a fresh interpreter, so that ru_maxrss is the replay's own peak: one replay of the
+# first LIMIT candle times of DATA_DIR (the policy's universe) at STAGE; prints one JSON line.
+# Only runtime.run() is timed (not imports, the policy load or reading the CSV files).
+REPLAY_SCRIPT = """
+import json, resource, sys, time
+from pathlib import Path
+from aios.app import load
+from aios.data import load_directory
+from aios.exchange.paper import PaperBroker
+from aios.model import Stage
+from aios.runtime import Runtime
+data_dir, limit, stage, state_dir, *paths = sys.argv[1:]
+policy, plugins = load(paths, env={})
+series = load_directory(Path(data_dir), list(policy.get("universe", "symbols")))
+times = set(sorted({c.time for candles in series.values() for c in candles})[: int(limit)])
+candles = sum(1 for rows in series.values() for c in rows if c.time in times)
+runtime = Runtime(policy, plugins, series, Path(state_dir), PaperBroker.from_policy,
+                  stage=Stage(stage))
+start = time.perf_counter()
+runtime.run(limit=int(limit))
+seconds = time.perf_counter() - start
+db_bytes = sum(p.stat().st_size for p in Path(state_dir).iterdir() if p.is_file())
+print(json.dumps({"candles": candles, "seconds": seconds, "db_bytes": db_bytes,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -63,6 +143,32 @@ class Settings:
     def subprocess_runs(self) -> int:
         return 3 if self.quick else 7
 
+    @property
+    def replay_runs(self) -> int:
+        """Replays are long (about 30 s each in the full run), so fewer of them."""
+        return 3
+
+    @property
+    def replay_limit(self) -> int:
+        """Candle times replayed (x the number of symbols)."""
+        return 120 if self.quick else 2000
+
+    @property
+    def replay_data(self) -> tuple[Path, tuple[str, ...]]:
+        """The data directory and symbols replayed: the shared data set when present."""
+        if not self.quick and SHARED_DATA.is_dir():
+            return SHARED_DATA, SHARED_SYMBOLS
+        directory = bundled_data_dir()
+        return directory, tuple(sorted(symbol_from_filename(f) for f in directory.glob("*.csv")))
+
+    @property
+    def reloads(self) -> int:
+        return 10 if self.quick else 50
+
+    @property
+    def journal_rows(self) -> int:
+        return 2000 if self.quick else 20000
+
 
 @dataclass(frozen=True)
 class Target:
@@ -70,12 +176,16 @@ class Target:
 
     limit: float
     higher_is_better: bool = False
+    inclusive: bool = False  # for a ceiling: <= instead of < (floors are always >=)
 
     def met_by(self, value: float) -> bool:
-        return value >= self.limit if self.higher_is_better else value < self.limit
+        if self.higher_is_better:
+            return value >= self.limit
+        return value <= self.limit if self.inclusive else value < self.limit
 
     def __str__(self) -> str:
-        return f"{'>=' if self.higher_is_better else '<'} {self.limit:g}"
+        sign = ">=" if self.higher_is_better else "<=" if self.inclusive else "<"
+        return f"{sign} {self.limit:g}"
 
 
 @dataclass(frozen=True)
@@ -142,7 +252,7 @@ def clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith(ENV_PREFIX)}
 
 
-def run_checked(argv: Sequence[str]) -> str:
+def run_checked(argv: Sequence[str], timeout: float = SUBPROCESS_TIMEOUT_S) -> str:
     """Run a command from the repo root; fail loudly, since a failed run's timing is noise."""
     result = subprocess.run(
         list(argv),
@@ -151,7 +261,7 @@ def run_checked(argv: Sequence[str]) -> str:
         capture_output=True,
         text=True,
         check=False,
-        timeout=SUBPROCESS_TIMEOUT_S,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise BenchError(
@@ -233,7 +343,401 @@ def cli_wall(settings: Settings) -> list[Figure]:
     ]
 
 
-BENCHMARKS: list[Benchmark] = [policy_load_warm, policy_load_cold, policy_phases, cli_wall]
+# --- replay: the whole runtime (engine, plugins, two paper brokers, journal, store) ----------
+
+
+def replay_overlay(directory: Path, symbols: Sequence[str], baseline: bool) -> Path:
+    """An overlay on default.yaml: the universe is the symbols replayed; the baseline turns every
+    subsystem off."""
+    lines = ["universe:", f"  symbols: [{', '.join(json.dumps(s) for s in symbols)}]"]
+    if baseline:
+        lines.append("subsystems:")
+        for name in SUBSYSTEMS:
+            lines += [f"  {name}:", "    enabled: false"]
+    path = directory / ("baseline.yaml" if baseline else "enforced.yaml")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def replay_once(settings: Settings, baseline: bool) -> dict[str, float]:
+    """One replay in a fresh interpreter at AUTONOMY; its candles, seconds, peak RSS, db size."""
+    directory, symbols = settings.replay_data
+    with tempfile.TemporaryDirectory(prefix="aios-bench-") as tmp:
+        overlay = replay_overlay(Path(tmp), symbols, baseline)
+        argv = [
+            sys.executable,
+            "-c",
+            REPLAY_SCRIPT,
+            str(directory),
+            str(settings.replay_limit),
+            Stage.AUTONOMY.value,
+            str(Path(tmp) / "state"),
+            str(POLICIES / "default.yaml"),
+            str(overlay),
+        ]
+        result = json.loads(run_checked(argv, timeout=REPLAY_TIMEOUT_S).splitlines()[-1])
+    if not result["candles"]:
+        raise BenchError(f"no candles replayed from {directory}")
+    return {key: float(value) for key, value in result.items()}
+
+
+def replay(settings: Settings) -> list[Figure]:
+    """Candles per second through the runtime, with every subsystem ENFORCED and with none;
+    the enforced replay's peak memory and how much it writes to the state database."""
+    directory, symbols = settings.replay_data
+    print(
+        f"replay:   {len(symbols)} symbols of {directory}, first {settings.replay_limit} "
+        f"candle times, {settings.replay_runs} runs each",
+        flush=True,
+    )
+    enforced = [replay_once(settings, baseline=False) for _ in range(settings.replay_runs)]
+    baseline = [replay_once(settings, baseline=True) for _ in range(settings.replay_runs)]
+    floor = Target(20000.0, higher_is_better=True)
+    return [
+        Figure(
+            "replay.enforced",
+            "candles/s",
+            tuple(r["candles"] / r["seconds"] for r in enforced),
+            floor,
+        ),
+        Figure(
+            "replay.baseline",
+            "candles/s",
+            tuple(r["candles"] / r["seconds"] for r in baseline),
+            floor,
+        ),
+        Figure("replay.peak_rss_mb", "MB", tuple(r["rss_mb"] for r in enforced), Target(300.0)),
+        Figure(
+            "journal.mb_per_10k_candles",
+            "MB",
+            tuple(r["db_bytes"] / 1e6 / (r["candles"] / 10000.0) for r in enforced),
+        ),
+    ]
+
+
+# --- the entry pipeline against the floor of calling its hooks ------------------------------
+
+ENTRY_SYMBOL = "ETH/BTC"
+
+
+class _Coordinator:
+    """The stub subsystems below each answer their hooks with a fixed proposal."""
+
+    name = "coordinator"
+
+    @hookimpl
+    def aios_coordinate(self, ctx: CycleContext) -> RiskAssessment:
+        return RiskAssessment(RiskMode.NORMAL, True, "stub")
+
+    @hookimpl
+    def aios_health(self, ctx: CycleContext) -> HealthReport:
+        return HealthReport(self.name, HealthStatus.OK, "stub")
+
+    @hookimpl
+    def aios_collect_metrics(self, ctx: CycleContext) -> dict[str, float]:
+        return {"stub_metric": 1.0}
+
+
+class _SelfHealing:
+    name = "self_healing"
+
+    @hookimpl
+    def aios_directives(
+        self, ctx: CycleContext, health: Sequence[HealthReport]
+    ) -> DirectiveProposal:
+        return DirectiveProposal(frozenset())
+
+
+class _Universe:
+    name = "universe_os"
+
+    @hookimpl
+    def aios_universe(self, ctx: CycleContext, candidates: Sequence[str]) -> UniverseProposal:
+        return UniverseProposal(tuple(candidates))
+
+
+class _Signals:
+    name = "signal_model"
+
+    @hookimpl
+    def aios_signals(self, ctx: CycleContext, symbol: str) -> list[Signal]:
+        return [Signal(f"{symbol}@{ctx.cycle}", symbol, Side.LONG, 0.9, self.name, ctx.now, 100.0)]
+
+
+class _TpSl:
+    name = "dynamic_tpsl"
+
+    @hookimpl
+    def aios_adjust_signal(self, ctx: CycleContext, signal: Signal) -> TpSlProposal:
+        return TpSlProposal(5.0, 4.0, "stub")
+
+
+class _Supervisor:
+    name = "model_supervisor"
+
+    @hookimpl
+    def aios_observe_signal(
+        self, ctx: CycleContext, signal: Signal, threshold: float, accepted: bool
+    ) -> None:
+        return None
+
+
+class _Balancer:
+    name = "portfolio_balancer"
+
+    @hookimpl
+    def aios_filter_entry(self, ctx: CycleContext, intent: EntryIntent) -> EntryVerdict:
+        return EntryVerdict(True, "stub")
+
+
+class _Sizing:
+    name = "rl_sizing"
+
+    @hookimpl
+    def aios_size(self, ctx: CycleContext, intent: EntryIntent) -> SizeProposal:
+        return SizeProposal("stub", multiplier=1.0)
+
+
+class _Execution:
+    name = "execution"
+
+    @hookimpl
+    def aios_execution_plan(self, ctx: CycleContext, intent: EntryIntent) -> ExecutionPlan:
+        return ExecutionPlan(OrderType.MARKET, 1, "stub")
+
+
+class _Retraining:
+    name = "retraining"
+
+    @hookimpl
+    def aios_tick(self, ctx: CycleContext) -> list[ModelProposal]:
+        return []
+
+
+ENTRY_STUBS = (
+    _Coordinator,
+    _SelfHealing,
+    _Universe,
+    _Signals,
+    _TpSl,
+    _Supervisor,
+    _Balancer,
+    _Sizing,
+    _Execution,
+    _Retraining,
+)
+
+
+class _NoOp:
+    """One plugin implementing every entry hook with `pass`: the dispatch floor."""
+
+    name = "coordinator"
+
+    @hookimpl
+    def aios_collect_metrics(self, ctx: CycleContext) -> None:
+        pass
+
+    @hookimpl
+    def aios_health(self, ctx: CycleContext) -> None:
+        pass
+
+    @hookimpl
+    def aios_directives(self, ctx: CycleContext, health: Sequence[HealthReport]) -> None:
+        pass
+
+    @hookimpl
+    def aios_coordinate(self, ctx: CycleContext) -> None:
+        pass
+
+    @hookimpl
+    def aios_universe(self, ctx: CycleContext, candidates: Sequence[str]) -> None:
+        pass
+
+    @hookimpl
+    def aios_tick(self, ctx: CycleContext) -> None:
+        pass
+
+    @hookimpl
+    def aios_signals(self, ctx: CycleContext, symbol: str) -> None:
+        pass
+
+    @hookimpl
+    def aios_observe_signal(
+        self, ctx: CycleContext, signal: Signal, threshold: float, accepted: bool
+    ) -> None:
+        pass
+
+    @hookimpl
+    def aios_adjust_signal(self, ctx: CycleContext, signal: Signal) -> None:
+        pass
+
+    @hookimpl
+    def aios_size(self, ctx: CycleContext, intent: EntryIntent) -> None:
+        pass
+
+    @hookimpl
+    def aios_filter_entry(self, ctx: CycleContext, intent: EntryIntent) -> None:
+        pass
+
+    @hookimpl
+    def aios_execution_plan(self, ctx: CycleContext, intent: EntryIntent) -> None:
+        pass
+
+
+def entry_cycle() -> Callable[[], object]:
+    """One entry cycle of an engine at AUTONOMY (no journal) whose stubs answer every entry hook:
+    ETH/BTC, one signal, an empty book."""
+    policy = default_policy(f"universe:\n  symbols: [{ENTRY_SYMBOL}]\n")
+    engine = Engine(policy, plugin_set(s() for s in ENTRY_STUBS), None, stage=Stage.AUTONOMY)
+    candles = candles_from_closes([100.0] * 30)
+    view = market({ENTRY_SYMBOL: candles})
+    book = PortfolioView(equity=1.0, cash=1.0, prices={ENTRY_SYMBOL: 100.0})
+    now = candles[-1].time
+    return lambda: engine.entry_cycle(now, view, book)
+
+
+def recorded_hook_calls(cycle: Callable[[], object]) -> list[tuple[str, dict[str, Any]]]:
+    """The call_each calls one entry cycle makes (hook name and arguments), in order."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def counting(
+        manager: pluggy.PluginManager,
+        hook_name: str,
+        kwargs: Mapping[str, Any],
+        should_call: Callable[[str], bool],
+        on_error: Callable[[str, BaseException], None] | None = None,
+    ) -> list[HookResult]:
+        calls.append((hook_name, dict(kwargs)))
+        return call_each(manager, hook_name, kwargs, should_call, on_error)
+
+    with mock.patch.object(aios.engine, "call_each", counting):
+        cycle()
+    return calls
+
+
+def entry_pipeline(settings: Settings) -> list[Figure]:
+    """Entry decisions per second through the whole pipeline, against the floor: the same hook
+    calls, through call_each, to implementations that do nothing."""
+    cycles = 200 if settings.quick else 2000
+    cycle = entry_cycle()
+    calls = recorded_hook_calls(cycle)
+    print(f"entry:    one entry cycle makes {len(calls)} call_each calls", flush=True)
+    manager = plugin_set([_NoOp()]).manager
+
+    def floor() -> None:
+        for hook_name, kwargs in calls:
+            call_each(manager, hook_name, kwargs, lambda name: True)
+
+    def repeat(call: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(cycles):
+                call()
+
+        return run
+
+    runs = settings.subprocess_runs
+    pipeline = tuple(cycles / s for s in time_calls(repeat(cycle), runs, scale=1.0))
+    dispatch = tuple(cycles / s for s in time_calls(repeat(floor), runs, scale=1.0))
+    ratio = tuple(d / p for p, d in zip(pipeline, dispatch, strict=True))
+    return [
+        Figure("entry.pipeline_per_s", "decisions/s", pipeline),
+        Figure("entry.dispatch_floor_per_s", "decisions/s", dispatch),
+        Figure("entry.pipeline_vs_floor", "x", ratio, Target(3.0, inclusive=True)),
+    ]
+
+
+# --- hot reload latency ---------------------------------------------------------------------
+
+
+def reload_latency(settings: Settings) -> list[Figure]:
+    """From writing a changed overlay to PolicyWatcher.take() handing over the new policy."""
+    from aios.reload import PolicySource, PolicyWatcher
+
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="aios-bench-") as tmp:
+        overlay = Path(tmp) / "overlay.yaml"
+        overlay.write_text("baseline:\n  stake_pct: 2.0\n", encoding="utf-8")
+        paths = [POLICIES / "default.yaml", overlay]
+        policy, plugins = load(paths, env={})
+        watcher = PolicyWatcher(PolicySource(paths, {}, plugins), policy.hash)
+        watcher.start()
+        try:
+            for index in range(settings.reloads + 1):  # the first is an untimed warm-up
+                stake = 1.0 + (index % 2) * 0.5 + index * 0.001
+                start = time.perf_counter()
+                overlay.write_text(f"baseline:\n  stake_pct: {stake:.3f}\n", encoding="utf-8")
+                while True:
+                    taken, _results = watcher.take()
+                    if taken is not None:
+                        break
+                    if time.perf_counter() - start > 10.0:
+                        raise BenchError("the policy watcher did not pick up a change in 10 s")
+                    time.sleep(0.001)
+                if index:
+                    latencies.append((time.perf_counter() - start) * 1000.0)
+        finally:
+            watcher.stop()
+    # p50: every reload is a sample (so the median is the p50, min and max the range); p95 is
+    # one figure over all of them (a single sample: min = max = p95).
+    p95 = statistics.quantiles(latencies, n=20, method="inclusive")[-1]
+    return [
+        Figure("reload.latency_ms.p50", "ms", tuple(latencies)),
+        Figure("reload.latency_ms.p95", "ms", (p95,), Target(50.0)),
+    ]
+
+
+# --- journal writes -------------------------------------------------------------------------
+
+
+def journal_writes(settings: Settings) -> list[Figure]:
+    """Journal.record of N synthetic decisions, then flush (committed to a SQLite file)."""
+    rows = settings.journal_rows
+    decisions = [
+        Decision(
+            "run-1",
+            index,
+            T0,
+            "dynamic_tpsl",
+            "aios_adjust_signal",
+            f"signal:ETH/BTC@{index}",
+            TpSlProposal(5.0, 4.0, "volatility regime: normal"),
+            "ENFORCED",
+            "applied",
+            True,
+            "TP 5.000%, SL 4.000%: volatility regime: normal",
+            "0" * 64,
+            "ETH/BTC",
+            f"ETH/BTC@{index}",
+        )
+        for index in range(rows)
+    ]
+    samples = []
+    with tempfile.TemporaryDirectory(prefix="aios-bench-") as tmp:
+        for run in range(settings.subprocess_runs + 1):  # the first is an untimed warm-up
+            journal = Journal(Path(tmp) / f"journal-{run}.sqlite")
+            try:
+                start = time.perf_counter()
+                for decision in decisions:
+                    journal.record(decision)
+                journal.flush()
+                seconds = time.perf_counter() - start
+            finally:
+                journal.close()
+            if run:
+                samples.append(rows / seconds)
+    return [Figure("journal.rows_per_s", "rows/s", tuple(samples))]
+
+
+BENCHMARKS: list[Benchmark] = [
+    policy_load_warm,
+    policy_load_cold,
+    policy_phases,
+    cli_wall,
+    entry_pipeline,
+    reload_latency,
+    journal_writes,
+    replay,
+]
 
 
 # --- reporting -----------------------------------------------------------------------------

@@ -25,6 +25,16 @@ EXPECTED_FIGURES = {
     "phase.schema_detailed",
     "cli.help",
     "cli.validate",
+    "entry.pipeline_per_s",
+    "entry.dispatch_floor_per_s",
+    "entry.pipeline_vs_floor",
+    "reload.latency_ms.p50",
+    "reload.latency_ms.p95",
+    "journal.rows_per_s",
+    "replay.enforced",
+    "replay.baseline",
+    "replay.peak_rss_mb",
+    "journal.mb_per_10k_candles",
 }
 
 
