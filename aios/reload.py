@@ -117,7 +117,8 @@ class PolicyWatcher:
         for _changes in watch(
             *directories,
             stop_event=self._stop,
-            debounce=200,
+            debounce=50,  # an editor's save is several events within a few milliseconds
+            step=10,
             rust_timeout=500,
             yield_on_timeout=True,
         ):
