@@ -147,6 +147,7 @@ class Journal:
         self._batch_size = batch_size
         self._pending: list[Decision] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._written = 0
         self._queued = 0
@@ -168,42 +169,52 @@ class Journal:
                 self._wake.notify_all()
 
     def flush(self) -> None:
-        """Return once every row queued so far is committed (call before acting)."""
-        with self._lock:
-            target = self._queued
-            self._wake.notify_all()
-            while self._written < target and self._failure is None:
-                self._wake.wait(timeout=1.0)
+        """Return once every row queued so far is committed (call before acting).
+
+        The caller writes what is still pending itself instead of waiting for the writer
+        thread to wake up: a flush happens before every action, and a thread hand-off costs
+        more than the write. `_write_lock` keeps rows in order whoever writes them.
+        """
+        self._write_pending()
         if self._failure is not None:
             raise JournalError(f"the journal writer failed: {self._failure}")
 
+    def _write_pending(self) -> int:
+        """Write every queued row in one transaction (under the write lock, so in order)."""
+        with self._write_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch or self._failure is not None:
+                return 0
+            try:
+                rows = [_row(decision) for decision in batch]
+                with self._connection:
+                    self._connection.execute("BEGIN")
+                    self._connection.executemany(
+                        "INSERT INTO decisions (run_id, cycle, time, subsystem, hook, subject, symbol, trace,"
+                        " proposal, mode, outcome, applied, reason, policy_hash)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+            except BaseException as exc:  # surfaced to the engine on its next record/flush
+                with self._lock:
+                    self._failure = exc
+                    self._wake.notify_all()
+                return 0
+            with self._lock:
+                self._written += len(batch)
+                self._wake.notify_all()
+            return len(batch)
+
     def _write_loop(self) -> None:
+        """Background batches: writes whenever a batch is full (or at close)."""
         while True:
             with self._lock:
                 while not self._pending and not self._closed:
                     self._wake.wait()
-                batch, self._pending = self._pending, []
                 closing = self._closed
-            if batch:
-                try:
-                    rows = [_row(decision) for decision in batch]
-                    with self._connection:
-                        self._connection.execute("BEGIN")
-                        self._connection.executemany(
-                            "INSERT INTO decisions (run_id, cycle, time, subsystem, hook, subject, symbol, trace,"
-                            " proposal, mode, outcome, applied, reason, policy_hash)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            rows,
-                        )
-                except BaseException as exc:  # surfaced to the engine on its next record/flush
-                    with self._lock:
-                        self._failure = exc
-                        self._wake.notify_all()
-                    return
-                with self._lock:
-                    self._written += len(batch)
-                    self._wake.notify_all()
-            if closing and not batch:
+            written = self._write_pending()
+            if self._failure is not None or (closing and not written):
                 return
 
     def close(self) -> None:
