@@ -62,6 +62,35 @@ def usage_error(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+def fail(message: object) -> typer.Exit:
+    """Print `aios: <message>` to stderr; the caller raises the returned exit (status 1)."""
+    typer.echo(f"aios: {message}", err=True)
+    return typer.Exit(EXIT_INVALID)
+
+
+def load_or_exit(files: list[Path] | None) -> tuple[Any, Any]:
+    """The policy and the plugins that make it valid, or every error printed and exit 1."""
+    import os
+
+    from aios import app as application
+    from aios.policy import PolicyInvalid
+    from aios.registry import PluginConflict
+
+    chosen = list(files) if files else default_policy_files()
+    _check_files(chosen)
+    try:
+        loaded, plugins = application.load(chosen, env=dict(os.environ))
+    except PolicyInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except PluginConflict as exc:
+        raise fail(exc) from None
+    for problem in plugins.problems:
+        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    return loaded, plugins
+
+
 def default_policy_files() -> list[Path]:
     from aios.policy.schema import bundled_path
 
@@ -223,8 +252,7 @@ def _open_journal(state_dir: Path | None) -> Any:
     try:
         return JournalReader.open(database_path(state_dir))
     except JournalError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
 
 
 def _print_rows(rows: list[Any], output_format: OutputFormat) -> None:
@@ -388,15 +416,10 @@ def run(
     Both books are kept: the actual one (what the system does at its current stage) and the
     shadow one (what it would do with every proposal applied).
     """
-    import os
 
-    from aios import app as application
     from aios.data import DataError, bundled_data_dir
     from aios.exchange.paper import PaperBroker
     from aios.journal import JournalError
-    from aios.policy import PolicyInvalid
-    from aios.registry import PluginConflict
-    from aios.report import render_html, render_text
     from aios.runtime import Runtime, load_series
     from aios.state import state_dir as resolve_state_dir
 
@@ -408,18 +431,7 @@ def run(
             "fills booked on the paper exchange)"
         )
     files = list(policy) if policy else default_policy_files()
-    _check_files(files)
-    try:
-        loaded, plugins = application.load(files, env=dict(os.environ))
-    except PolicyInvalid as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except PluginConflict as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    for problem in plugins.problems:
-        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    loaded, plugins = load_or_exit(files)
     if exchange.startswith("ccxt:"):
         _run_live(
             loaded,
@@ -440,50 +452,53 @@ def run(
     try:
         series = load_series(directory, loaded.get("universe", "symbols"))
     except DataError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     if not series:
-        typer.echo(f"aios: no candle files for the policy's universe in {directory}", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail(f"no candle files for the policy's universe in {directory}")
     try:
         runtime = Runtime(
             loaded, plugins, series, resolve_state_dir(state_dir), PaperBroker.from_policy
         )
     except JournalError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
+    _start_watcher(runtime, files, plugins, watch)
+    try:
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(
+                "[progress.description]{task.description}", *columns, transient=True
+            ) as bar:
+                task = bar.add_task(f"replaying ({runtime.run_id})", total=None)
+                report = runtime.run(
+                    limit, lambda done, total: bar.update(task, completed=done, total=total)
+                )
+        else:
+            report = runtime.run(limit)
+    finally:
+        if runtime.watcher is not None:
+            runtime.watcher.stop()
+    _emit_report(report, quiet, json_out, html_out)
+
+
+def _start_watcher(runtime: Any, files: list[Path], plugins: Any, watch: bool) -> None:
+    """Hot reload: watch the policy files for the length of the run."""
+    import os
+
     from aios.reload import PolicySource, PolicyWatcher
 
     if watch:
-        runtime.watcher = PolicyWatcher(PolicySource(files, dict(os.environ), plugins), loaded.hash)
+        runtime.watcher = PolicyWatcher(
+            PolicySource(files, dict(os.environ), plugins), runtime.policy.hash
+        )
         runtime.watcher.start()
-    show_progress = not quiet and sys.stderr.isatty()
-    if show_progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"replaying ({runtime.run_id})", total=None)
 
-            def advance(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+def _emit_report(report: Any, quiet: bool, json_out: Path | None, html_out: Path | None) -> None:
+    """The run report: as text unless quiet, as JSON ('-' for stdout), as an HTML page."""
+    from aios.report import render_html, render_text
 
-            try:
-                report = runtime.run(limit, advance)
-            finally:
-                if runtime.watcher is not None:
-                    runtime.watcher.stop()
-    else:
-        try:
-            report = runtime.run(limit)
-        finally:
-            if runtime.watcher is not None:
-                runtime.watcher.stop()
     if not quiet:
         typer.echo(render_text(report), nl=False)
     if json_out is not None:
@@ -518,8 +533,6 @@ def _run_live(
     from aios.exchange.ccxt_venue import CcxtVenue, VenueError
     from aios.exchange.paper import PaperBroker
     from aios.live import LiveRunner
-    from aios.reload import PolicySource, PolicyWatcher
-    from aios.report import render_html, render_text
     from aios.runtime import Runtime
     from aios.state import state_dir as resolve_state_dir
 
@@ -535,8 +548,7 @@ def _run_live(
             sandbox=sandbox,
         )
     except (ValueError, VenueError) as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     symbols = list(loaded.get("universe", "symbols", default=[]))
     runtime = Runtime(
         loaded,
@@ -545,9 +557,7 @@ def _run_live(
         resolve_state_dir(state_dir),
         PaperBroker.from_policy,
     )
-    if watch:
-        runtime.watcher = PolicyWatcher(PolicySource(files, dict(os.environ), plugins), loaded.hash)
-        runtime.watcher.start()
+    _start_watcher(runtime, files, plugins, watch)
     warmup = int(loaded.get("subsystems", "signal_model", "lookback_candles", default=600))
     timeframe = str(loaded.get("universe", "timeframe", default="5m"))
     runtime.exchange_health = venue.health_metrics
@@ -562,14 +572,8 @@ def _run_live(
     for error in runner.errors:
         typer.echo(f"aios: warning: {error}", err=True)
     if report is None:
-        typer.echo("aios: no candle time was complete; nothing was traded", err=True)
-        raise typer.Exit(EXIT_INVALID)
-    if not quiet:
-        typer.echo(render_text(report), nl=False)
-    if json_out is not None:
-        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    if html_out is not None:
-        html_out.write_text(render_html(report), encoding="utf-8")
+        raise fail("no candle time was complete; nothing was traded")
+    _emit_report(report, quiet, json_out, html_out)
 
 
 @app.command()
@@ -585,8 +589,7 @@ def status(
     try:
         current = read_status(state_dir)
     except StatusError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(current, indent=2))
         return
@@ -622,21 +625,10 @@ app.add_typer(stage_app, name="stage")
 
 
 def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[Any, Any]:
-    import os
-
-    from aios import app as application
-    from aios.policy import PolicyInvalid
     from aios.stages import StageError, StageStore
     from aios.state import database_path
 
-    chosen = list(files) if files else default_policy_files()
-    _check_files(chosen)
-    try:
-        policy, _ = application.load(chosen, env=dict(os.environ))
-    except PolicyInvalid as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+    policy, _ = load_or_exit(files)
     try:
         store = StageStore(database_path(state_dir), create=False)
         if store.current() is None:
@@ -644,8 +636,7 @@ def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[An
                 f"the state store {database_path(state_dir)} has no stage yet: run `aios run` first"
             )
     except StageError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     return policy, store
 
 
@@ -682,8 +673,7 @@ def stage_status(
     try:
         current = store.status(loaded)
     except StageError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     finally:
         store.close()
     if output_format is OutputFormat.json:
@@ -730,8 +720,7 @@ def stage_promote(
         expected = store.current().stage
         result = store.promote(loaded, reason, expected=expected, dry_run=dry_run, to=target)
     except StageError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     finally:
         store.close()
     if result["allowed"] and dry_run:
@@ -771,8 +760,7 @@ def stage_demote(
     try:
         result = store.demote(loaded, target, reason)
     except StageError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     finally:
         store.close()
     typer.echo(f"demoted {result['from']} -> {result['to']}")
@@ -794,8 +782,7 @@ def stage_history(
         rows = store.history()
         store.close()
     except StageError as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(rows, indent=2))
         return

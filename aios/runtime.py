@@ -378,7 +378,20 @@ class Runtime:
             try:
                 made = book.broker.submit(order, now, price)
             except BrokerError as exc:
-                self.journal.record(_broker_decision(self, order, now, book.name, str(exc)))
+                why = f"{book.name} broker refused {order.action.value} {order.symbol}: {exc}"
+                self.journal.record(
+                    _engine_decision(
+                        self,
+                        now,
+                        "broker",
+                        f"order:{order.id}",
+                        to_jsonable(order),
+                        "ENGINE",
+                        "engine",
+                        why,
+                        order=order,
+                    )
+                )
                 continue
             fills.extend((book.name, fill) for fill in made)
             self._announce_opens(book, made, now, prices)
@@ -438,23 +451,32 @@ class Runtime:
                     self.policy, target, f"automatic: {cause} at {now.isoformat()}", automatic=True
                 )
             except StageError as exc:
-                self.journal.record(
-                    _stage_decision(
-                        self, now, f"automatic demotion to {target.value} failed: {exc}", False
-                    )
-                )
+                why = f"automatic demotion to {target.value} failed: {exc}"
+                self.journal.record(self._stage_row(now, why, applied=False))
                 continue
             if moved["moved"]:
                 self.stage = target
                 self.engine.set_stage(
                     now, self.market, self._portfolio(self.books["actual"], prices), target
                 )
-                self.journal.record(
-                    _stage_decision(
-                        self, now, f"automatic demotion to {target.value}: {cause}", True
-                    )
-                )
+                why = f"automatic demotion to {target.value}: {cause}"
+                self.journal.record(self._stage_row(now, why, applied=True))
             break
+
+    def _stage_row(self, now: datetime, reason: str, *, applied: bool) -> Any:
+        proposal = {"stage": self.stage.value, "reason": reason}
+        outcome = "applied" if applied else "error"
+        return _engine_decision(
+            self,
+            now,
+            "stage_demotion",
+            "stage",
+            proposal,
+            "SAFETY",
+            outcome,
+            reason,
+            applied=applied,
+        )
 
     def _reload(self, now: datetime) -> None:
         """Between cycles: swap in a policy the watcher validated; journal every attempt."""
@@ -463,7 +485,19 @@ class Runtime:
         policy, results = self.watcher.take()
         for result in results:
             if not result.ok:
-                self.journal.record(_reload_decision(self, now, result.summary(), False))
+                reason = result.summary()
+                self.journal.record(
+                    _engine_decision(
+                        self,
+                        now,
+                        "aios_policy_reloaded",
+                        "policy",
+                        {"applied": False, "reason": reason},
+                        "ENGINE",
+                        "error",
+                        reason,
+                    )
+                )
         if policy is None:
             return
         prices = self._prices()
@@ -644,47 +678,21 @@ class Runtime:
         )
 
 
-def _reload_decision(runtime: Runtime, now: datetime, reason: str, applied: bool) -> Any:
-    from aios.journal import Decision
-
-    return Decision(
-        runtime.run_id,
-        runtime.engine.cycle,
-        now,
-        "engine",
-        "aios_policy_reloaded",
-        "policy",
-        {"applied": applied, "reason": reason},
-        "ENGINE",
-        "error" if not applied else "engine",
-        applied,
-        reason,
-        runtime.policy.hash,
-    )
-
-
-def _stage_decision(runtime: Runtime, now: datetime, reason: str, applied: bool) -> Any:
-    from aios.journal import Decision
-
-    return Decision(
-        runtime.run_id,
-        runtime.engine.cycle,
-        now,
-        "engine",
-        "stage_demotion",
-        "stage",
-        {"stage": runtime.stage.value, "reason": reason},
-        "SAFETY",
-        "applied" if applied else "error",
-        applied,
-        reason,
-        runtime.policy.hash,
-    )
-
-
-def _broker_decision(
-    runtime: Runtime, order: OrderIntent, now: datetime, book: str, why: str
+def _engine_decision(
+    runtime: Runtime,
+    now: datetime,
+    hook: str,
+    subject: str,
+    proposal: Any,
+    mode: str,
+    outcome: str,
+    reason: str,
+    *,
+    applied: bool = False,
+    order: OrderIntent | None = None,
 ) -> Any:
+    """A journal row for something the runtime itself decided or met (a refused order, a
+    rejected reload, an automatic demotion)."""
     from aios.journal import Decision
 
     return Decision(
@@ -692,16 +700,16 @@ def _broker_decision(
         runtime.engine.cycle,
         now,
         "engine",
-        "broker",
-        f"order:{order.id}",
-        to_jsonable(order),
-        "ENGINE",
-        "engine",
-        False,
-        f"{book} broker refused {order.action.value} {order.symbol}: {why}",
+        hook,
+        subject,
+        proposal,
+        mode,
+        outcome,
+        applied,
+        reason,
         runtime.policy.hash,
-        order.symbol,
-        order.trace or None,
+        None if order is None else order.symbol,
+        None if order is None else (order.trace or None),
     )
 
 

@@ -72,21 +72,8 @@ SHARED_SYMBOLS = tuple(
     f"{base}/BTC"
     for base in ("ADA", "DASH", "ETC", "ETH", "LTC", "NXT", "TRX", "XLM", "XMR", "ZEC")
 )
-SUBSYSTEMS = (
-    "coordinator",
-    "self_healing",
-    "universe_os",
-    "signal_model",
-    "dynamic_tpsl",
-    "model_supervisor",
-    "portfolio_balancer",
-    "position_intelligence",
-    "profit_amplification",
-    "execution",
-    "exit_proposals",
-    "rl_sizing",
-    "retraining",
-)
+# The built-in subsystems, as the core schema lists them.
+SUBSYSTEMS = tuple(compose_schema()["properties"]["subsystems"]["properties"])
 
 # Runs in a fresh interpreter: times the first load_policy call only (it builds the validator),
 # not interpreter start-up or the import of aios.policy.

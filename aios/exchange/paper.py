@@ -70,6 +70,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aios.exchange.base import BrokerError, Fill, FillKind
+from aios.exchange.book import OrderMemory, PositionBook, stop_trigger
 from aios.model import Candle, ClosedTrade, OrderAction, OrderIntent, OrderType, Position, Side
 
 if TYPE_CHECKING:
@@ -90,50 +91,9 @@ class Expired:
 
 
 @dataclass(slots=True)
-class _Book:
-    """The broker's own mutable record of an open position (snapshots go out as `Position`)."""
-
-    id: str
-    symbol: str
-    side: Side
-    entry_price: float
-    quantity: float
-    opened_at: datetime
-    stop_loss: float | None
-    take_profit: float | None
-    initial_stop: float | None
-    trailing_stop_pct: float | None
-    best_price: float
-    hold_until: datetime | None
-    confidence: float | None
-    size_multiplier: float | None
-    trace: str
-    adds: int = 0
-    # For the ClosedTrade: what went in and out over the whole life of the position.
-    paid: float = 0.0
-    returned: float = 0.0
-    closed_quantity: float = 0.0
-    closed_entry_value: float = 0.0
-    closed_exit_value: float = 0.0
-
-    def snapshot(self) -> Position:
-        return Position(
-            id=self.id,
-            symbol=self.symbol,
-            side=self.side,
-            entry_price=self.entry_price,
-            quantity=self.quantity,
-            opened_at=self.opened_at,
-            stop_loss=self.stop_loss,
-            take_profit=self.take_profit,
-            initial_stop=self.initial_stop,
-            trailing_stop_pct=self.trailing_stop_pct,
-            best_price=self.best_price,
-            adds=self.adds,
-            hold_until=self.hold_until,
-            confidence=self.confidence,
-            trace=self.trace,
-        )
+@dataclass
+class _Book(PositionBook):
+    """The paper exchange's record of a position: the shared book, plus its collateral value."""
 
     def value(self, price: float) -> float:
         """Collateral plus unrealised PnL, floored at 0 (a 1x position loses at most itself)."""
@@ -155,15 +115,6 @@ class _Resting:
 def _is_buy(side: Side, action: OrderAction) -> bool:
     """Adding to a long or reducing a short buys; the opposite sells."""
     return (side is Side.LONG) == (action in (OrderAction.OPEN, OrderAction.SCALE_IN))
-
-
-def _tighter(side: Side, a: float | None, b: float | None) -> float | None:
-    """The stop closer to the price: the higher for a long, the lower for a short."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b) if side is Side.LONG else min(a, b)
 
 
 class PaperBroker:
@@ -197,7 +148,7 @@ class PaperBroker:
         self._resting: dict[str, _Resting] = {}
         self._expired: list[Expired] = []
         self._closed: list[ClosedTrade] = []
-        self._results: dict[str, list[Fill] | BrokerError] = {}
+        self._memory = OrderMemory()
         self._last_candle: dict[str, Candle] = {}
 
     @classmethod
@@ -239,18 +190,7 @@ class PaperBroker:
 
     def submit(self, order: OrderIntent, now: datetime, price: float) -> list[Fill]:
         """Execute `order` at reference `price`; see the module docstring for the rules."""
-        previous = self._results.get(order.id)
-        if previous is not None:
-            if isinstance(previous, BrokerError):
-                raise BrokerError(str(previous))
-            return list(previous)
-        try:
-            fills = self._submit(order, now, price)
-        except BrokerError as error:
-            self._results[order.id] = error
-            raise
-        self._results[order.id] = fills
-        return list(fills)
+        return self._memory.once(order.id, lambda: self._submit(order, now, price))
 
     def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
         """Let a closed candle act: stops and take-profits of open positions, then resting
@@ -292,7 +232,7 @@ class PaperBroker:
             return self._open(order, now, fill_price, amount, fee_pct)
         book = self._book(order)
         if order.action is OrderAction.SET_STOPS:
-            return [self._set_stops(book, order, now, price)]
+            return [book.set_stops(order, now, price)]
         added: float | None = None
         if order.action is OrderAction.SCALE_IN:
             added = self._affordable(order, self._positive_amount(order), fee_pct)
@@ -470,27 +410,7 @@ class PaperBroker:
         return fills
 
     def _record(self, book: _Book, now: datetime, kind: FillKind, reason: str) -> None:
-        entry = book.closed_entry_value / book.closed_quantity
-        exit_price = book.closed_exit_value / book.closed_quantity
-        triggered = kind in (FillKind.STOP_LOSS, FillKind.TAKE_PROFIT, FillKind.TRAILING_STOP)
-        self._closed.append(
-            ClosedTrade(
-                position_id=book.id,
-                symbol=book.symbol,
-                side=book.side,
-                entry_price=entry,
-                exit_price=exit_price,
-                quantity=book.closed_quantity,
-                opened_at=book.opened_at,
-                closed_at=now,
-                pnl_pct=(exit_price - entry) / entry * 100.0 * book.side.sign,
-                pnl_quote=book.returned - book.paid,
-                reason=kind.value if triggered else reason,
-                confidence=book.confidence,
-                size_multiplier=book.size_multiplier,
-                trace=book.trace,
-            )
-        )
+        self._closed.append(book.closed_trade(now, kind, reason))
 
     def _fills(
         self,
@@ -524,30 +444,6 @@ class PaperBroker:
                 )
             )
         return fills
-
-    def _set_stops(self, book: _Book, order: OrderIntent, now: datetime, price: float) -> Fill:
-        if order.stop_loss is not None:
-            book.stop_loss = order.stop_loss
-            if book.initial_stop is None:
-                book.initial_stop = order.stop_loss
-        if order.take_profit is not None:
-            book.take_profit = order.take_profit
-        if order.trailing_stop_pct is not None:
-            book.trailing_stop_pct = order.trailing_stop_pct
-        if order.hold_until is not None:
-            book.hold_until = order.hold_until
-        return Fill(
-            order_id=order.id,
-            position_id=book.id,
-            symbol=book.symbol,
-            side=book.side,
-            kind=FillKind.STOPS_SET,
-            time=now,
-            price=price,
-            quantity=0.0,
-            fee=0.0,
-            reason=order.reason,
-        )
 
     # --- resting limit orders ------------------------------------------------------------------
 
@@ -609,28 +505,23 @@ class PaperBroker:
     # --- stops inside a candle -----------------------------------------------------------------
 
     def _protect(self, book: _Book, candle: Candle) -> list[Fill]:
-        """Stop (or trailing stop) first, then take-profit; then move best_price."""
-        side = book.side
-        trail = None
-        if book.trailing_stop_pct is not None:
-            trail = book.best_price * (1.0 - side.sign * book.trailing_stop_pct * _PCT)
-        stop = _tighter(side, book.stop_loss, trail)
-        long = side is Side.LONG
-        if stop is not None and (candle.low <= stop if long else candle.high >= stop):
-            kind = FillKind.STOP_LOSS if stop == book.stop_loss else FillKind.TRAILING_STOP
-            gapped = candle.open <= stop if long else candle.open >= stop
-            price = candle.open if gapped else stop
-            why = f"gapped through {stop:.10g}, filled at the open" if gapped else "touched"
-            return self._trigger(book, candle, kind, price, f"{kind.value} {stop:.10g} {why}")
-        tp = book.take_profit
-        if tp is not None and (candle.high >= tp if long else candle.low <= tp):
-            return self._trigger(
-                book, candle, FillKind.TAKE_PROFIT, tp, f"TAKE_PROFIT {tp:.10g} touched"
-            )
-        book.best_price = (
-            max(book.best_price, candle.high) if long else min(book.best_price, candle.low)
+        """The shared intra-candle rule (aios.exchange.book.stop_trigger); a gap through the
+        stop fills at the open, the take-profit at its level (no gift)."""
+        trigger = stop_trigger(book, candle)
+        if trigger is None:
+            return []
+        if trigger.kind is FillKind.TAKE_PROFIT:
+            reason = f"TAKE_PROFIT {trigger.level:.10g} touched"
+            return self._trigger(book, candle, trigger.kind, trigger.level, reason)
+        price = candle.open if trigger.gapped else trigger.level
+        why = (
+            f"gapped through {trigger.level:.10g}, filled at the open"
+            if trigger.gapped
+            else "touched"
         )
-        return []
+        return self._trigger(
+            book, candle, trigger.kind, price, f"{trigger.kind.value} {trigger.level:.10g} {why}"
+        )
 
     def _stop_after_fill(self, book: _Book, candle: Candle) -> list[Fill]:
         """A position born inside this candle: only its stop-loss, at the stop (pessimistic)."""

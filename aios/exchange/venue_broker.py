@@ -77,6 +77,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from aios.exchange.base import BrokerError, Fill, FillKind
+from aios.exchange.book import OrderMemory, PositionBook, stop_trigger
 from aios.exchange.ccxt_venue import VenueError, VenueUnavailable
 from aios.model import Candle, ClosedTrade, OrderAction, OrderIntent, OrderType, Position, Side
 
@@ -84,7 +85,6 @@ logger = logging.getLogger(__name__)
 
 _BPS = 1e-4
 _PCT = 1e-2
-_TRIGGERS = (FillKind.STOP_LOSS, FillKind.TAKE_PROFIT, FillKind.TRAILING_STOP)
 #: ccxt order statuses after which nothing more can fill.
 _DONE = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
 
@@ -189,29 +189,9 @@ class _Pending:
 
 
 @dataclass(slots=True)
-class _Book:
-    """The broker's mutable record of an open position (snapshots go out as `Position`)."""
+class _Book(PositionBook):
+    """The venue broker's record of a position: the shared book, plus what live orders need."""
 
-    id: str
-    symbol: str
-    entry_price: float
-    quantity: float
-    opened_at: datetime
-    stop_loss: float | None
-    take_profit: float | None
-    initial_stop: float | None
-    trailing_stop_pct: float | None
-    best_price: float
-    hold_until: datetime | None
-    confidence: float | None
-    size_multiplier: float | None
-    trace: str
-    adds: int = 0
-    paid: float = 0.0
-    returned: float = 0.0
-    closed_quantity: float = 0.0
-    closed_entry_value: float = 0.0
-    closed_exit_value: float = 0.0
     #: Client ids of this position's orders with an unknown outcome: while any, it is frozen.
     unresolved: set[str] = field(default_factory=set)
     #: A triggered exit not done yet (refused, not sent, partly filled): retried every candle.
@@ -219,25 +199,6 @@ class _Book:
     exit_attempts: dict[FillKind, int] = field(default_factory=dict)
     #: Engine orders that scaled in (a sliced SCALE_IN counts once, as on the paper exchange).
     scaled_by: set[str] = field(default_factory=set)
-
-    def snapshot(self) -> Position:
-        return Position(
-            id=self.id,
-            symbol=self.symbol,
-            side=Side.LONG,
-            entry_price=self.entry_price,
-            quantity=self.quantity,
-            opened_at=self.opened_at,
-            stop_loss=self.stop_loss,
-            take_profit=self.take_profit,
-            initial_stop=self.initial_stop,
-            trailing_stop_pct=self.trailing_stop_pct,
-            best_price=self.best_price,
-            adds=self.adds,
-            hold_until=self.hold_until,
-            confidence=self.confidence,
-            trace=self.trace,
-        )
 
 
 def _number(value: Any) -> float | None:
@@ -280,7 +241,7 @@ class VenueBroker:
         self._cash_time: datetime | None = None
         self._positions: dict[str, _Book] = {}
         self._closed: list[ClosedTrade] = []
-        self._results: dict[str, list[Fill] | BrokerError] = {}
+        self._memory = OrderMemory()
         self._last_candle: dict[str, Candle] = {}
         self._sent: set[str] = set()
         self._orders: list[VenueOrder] = []
@@ -323,22 +284,7 @@ class VenueBroker:
 
     def submit(self, order: OrderIntent, now: datetime, price: float) -> list[Fill]:
         """Send `order` to the venue at reference `price`; see the module docstring."""
-        previous = self._results.get(order.id)
-        if previous is not None:
-            if isinstance(previous, VenueOrderError):
-                raise VenueOrderError(
-                    str(previous), client_id=previous.client_id, fills=previous.fills
-                )
-            if isinstance(previous, BrokerError):
-                raise BrokerError(str(previous))
-            return list(previous)
-        try:
-            fills = self._submit(order, now, price)
-        except BrokerError as error:
-            self._results[order.id] = error
-            raise
-        self._results[order.id] = fills
-        return list(fills)
+        return self._memory.once(order.id, lambda: self._submit(order, now, price))
 
     def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
         """Client-side stops against a new closed candle (never raises: failures are logged and
@@ -426,7 +372,7 @@ class VenueBroker:
             return self._trade(order, order.id, FillKind.OPEN, amount / price, now, price)
         book = self._book(order)
         if order.action is OrderAction.SET_STOPS:
-            return [self._set_stops(book, order, now, price)]
+            return [book.set_stops(order, now, price)]
         if book.unresolved:
             raise BrokerError(
                 f"order {order.id}: position {book.id} has unresolved venue order(s) "
@@ -656,6 +602,7 @@ class VenueBroker:
             book = _Book(
                 id=intent.position_id,
                 symbol=intent.symbol,
+                side=Side.LONG,
                 entry_price=price,
                 quantity=received,
                 opened_at=now,
@@ -706,26 +653,7 @@ class VenueBroker:
         return [fill]
 
     def _record(self, book: _Book, now: datetime, intent: _Intent) -> None:
-        entry = book.closed_entry_value / book.closed_quantity
-        exit_price = book.closed_exit_value / book.closed_quantity
-        self._closed.append(
-            ClosedTrade(
-                position_id=book.id,
-                symbol=book.symbol,
-                side=Side.LONG,
-                entry_price=entry,
-                exit_price=exit_price,
-                quantity=book.closed_quantity,
-                opened_at=book.opened_at,
-                closed_at=now,
-                pnl_pct=(exit_price - entry) / entry * 100.0,
-                pnl_quote=book.returned - book.paid,
-                reason=intent.kind.value if intent.kind in _TRIGGERS else intent.reason,
-                confidence=book.confidence,
-                size_multiplier=book.size_multiplier,
-                trace=book.trace,
-            )
-        )
+        self._closed.append(book.closed_trade(now, intent.kind, intent.reason))
 
     def _fill(
         self,
@@ -765,50 +693,19 @@ class VenueBroker:
             )
         )
 
-    def _set_stops(self, book: _Book, order: OrderIntent, now: datetime, price: float) -> Fill:
-        """Like the paper exchange: only the levels named change; None never removes a stop."""
-        if order.stop_loss is not None:
-            book.stop_loss = order.stop_loss
-            if book.initial_stop is None:
-                book.initial_stop = order.stop_loss
-        if order.take_profit is not None:
-            book.take_profit = order.take_profit
-        if order.trailing_stop_pct is not None:
-            book.trailing_stop_pct = order.trailing_stop_pct
-        if order.hold_until is not None:
-            book.hold_until = order.hold_until
-        return Fill(
-            order_id=order.id,
-            position_id=book.id,
-            symbol=book.symbol,
-            side=Side.LONG,
-            kind=FillKind.STOPS_SET,
-            time=now,
-            price=price,
-            quantity=0.0,
-            fee=0.0,
-            reason=order.reason,
-        )
-
     # --- client-side stops ---------------------------------------------------------------------
 
     def _protect(self, book: _Book, candle: Candle) -> tuple[FillKind, str] | None:
-        """The paper exchange's rule: stop (or trailing) first, then take-profit; then move the
-        best price (the trailing level of this candle uses the best price before it)."""
-        trail = None
-        if book.trailing_stop_pct is not None:
-            trail = book.best_price * (1.0 - book.trailing_stop_pct * _PCT)
-        stops = [level for level in (book.stop_loss, trail) if level is not None]
-        stop = max(stops) if stops else None  # the tighter, for a long
-        if stop is not None and candle.low <= stop:
-            kind = FillKind.STOP_LOSS if stop == book.stop_loss else FillKind.TRAILING_STOP
-            gapped = " (gapped through at the open)" if candle.open <= stop else ""
-            return kind, f"{kind.value} {stop:.10g} touched{gapped}: market sell"
-        tp = book.take_profit
-        if tp is not None and candle.high >= tp:
-            return FillKind.TAKE_PROFIT, f"TAKE_PROFIT {tp:.10g} touched: market sell"
-        book.best_price = max(book.best_price, candle.high)
-        return None
+        """The paper exchange's rule (aios.exchange.book.stop_trigger); here a trigger becomes a
+        market sell, so the price is the venue's, not the level."""
+        trigger = stop_trigger(book, candle)
+        if trigger is None:
+            return None
+        gapped = " (gapped through at the open)" if trigger.gapped else ""
+        return (
+            trigger.kind,
+            f"{trigger.kind.value} {trigger.level:.10g} touched{gapped}: market sell",
+        )
 
     def _exit(self, book: _Book, trigger: tuple[FillKind, str], candle: Candle) -> list[Fill]:
         """A market sell of the whole position; a failure keeps the exit pending for the next
