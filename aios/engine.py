@@ -171,6 +171,8 @@ class Engine:
         self.stage = stage
         self.run_id = run_id
         self.models = models
+        self._modes: dict[str, Mode] = {}
+        self._modes_of: Policy | None = None
         self.cycle = 0
         self.health: dict[str, PluginHealth] = {name: PluginHealth() for name in plugins.plugins}
         self.actual = _Book("actual")
@@ -182,11 +184,20 @@ class Engine:
     # --- governance ----------------------------------------------------------------------------
 
     def own_mode(self, subsystem: str) -> Mode:
-        """A subsystem's mode from the policy (OFF when disabled or not configured)."""
-        section = self.policy.get("subsystems", subsystem)
-        if not isinstance(section, Mapping) or section.get("enabled", True) is False:
-            return Mode.OFF
-        return _mode(section.get("mode"))
+        """A subsystem's mode from the policy (OFF when disabled or not configured).
+
+        Asked several times per hook call: memoised per policy object (a reload swaps it)."""
+        if self._modes_of is not self.policy:
+            self._modes, self._modes_of = {}, self.policy
+        mode = self._modes.get(subsystem)
+        if mode is None:
+            section = self.policy.get("subsystems", subsystem)
+            if not isinstance(section, Mapping) or section.get("enabled", True) is False:
+                mode = Mode.OFF
+            else:
+                mode = _mode(section.get("mode"))
+            self._modes[subsystem] = mode
+        return mode
 
     def effective_mode(self, subsystem: str) -> Mode:
         return effective_mode(self.own_mode(subsystem), self.stage)
