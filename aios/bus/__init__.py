@@ -1,0 +1,273 @@
+"""The event bus: one interface, an in-process implementation and a Redis Streams one.
+
+Both keep the same promises, so services, workers and the risk gate run the same code on
+either:
+
+* streams of versioned events (`aios.bus.events`), named `<prefix>:stream:<name>`, bounded to
+  about `maxlen` entries each;
+* consumer groups: each entry is delivered to one consumer of a group and stays pending until
+  acknowledged; an entry pending longer than `reclaim_idle_s` can be reclaimed by another
+  consumer (the dead one's work is not lost);
+* `commit` records an idempotency key, publishes the outputs and acknowledges the input in one
+  atomic step: a redelivered event finds its key and has no second effect;
+* an entry that does not decode into a valid event is moved to `<prefix>:stream:dead_letter`
+  with the reason and the raw fields, acknowledged, and reading carries on;
+* the bus reports its own health (connected, reconnects, dead letters), which the risk gate
+  passes to self-healing with the other components.
+
+`open_bus("memory://")` is the embedded default; `open_bus("redis://127.0.0.1:6379/0")` needs a
+Redis server and imports `redis` only then.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aios.bus.events import Event
+
+if TYPE_CHECKING:
+    from aios.model import HealthReport
+    from aios.policy import Policy
+
+DEAD_LETTER = "dead_letter"
+
+#: Logical stream names (under `<prefix>:stream:`), as the system this implements named them.
+CANDLES = "market.candle"  # per symbol: market.candle:<SYMBOL>
+SIGNALS = "ai.signal_generated"
+INTENTS = "trade.intent"
+EXECUTIONS = "execution.result"
+CLOSED = "trade.closed"
+REWARDS = "rl_rewards"
+RISK_PROPOSALS = "risk.proposals"  # per symbol: risk.proposals:<SYMBOL>
+
+
+def per_symbol(stream: str, symbol: str) -> str:
+    return f"{stream}:{symbol}"
+
+
+class BusUnavailable(RuntimeError):
+    """The bus could not be reached after every reconnect attempt."""
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    """The policy's `bus` section (see policy_schema.json for what each knob means)."""
+
+    prefix: str = "quantum"
+    maxlen: int = 100_000
+    reclaim_idle_s: float = 30.0
+    block_ms: int = 1000
+    batch: int = 100
+    stats_interval_s: float = 60.0
+    lease_s: float = 15.0
+    idempotency_ttl_s: int = 7 * 86400
+    replay_window: int = 64
+    risk_proposals_interval_s: float = 60.0
+    reconnect_initial_s: float = 0.1
+    reconnect_max_s: float = 5.0
+    reconnect_attempts: int = 20
+
+    @classmethod
+    def from_policy(cls, policy: Policy) -> BusSettings:
+        section = policy.get("bus", default={})
+        if not isinstance(section, Mapping):
+            return cls()
+        reconnect = section.get("reconnect", {})
+        reconnect = reconnect if isinstance(reconnect, Mapping) else {}
+        defaults = cls()
+        return cls(
+            prefix=str(section.get("prefix", defaults.prefix)),
+            maxlen=int(section.get("maxlen", defaults.maxlen)),
+            reclaim_idle_s=float(section.get("reclaim_idle_s", defaults.reclaim_idle_s)),
+            block_ms=int(section.get("block_ms", defaults.block_ms)),
+            batch=int(section.get("batch", defaults.batch)),
+            stats_interval_s=float(section.get("stats_interval_s", defaults.stats_interval_s)),
+            lease_s=float(section.get("lease_s", defaults.lease_s)),
+            idempotency_ttl_s=int(section.get("idempotency_ttl_s", defaults.idempotency_ttl_s)),
+            replay_window=int(section.get("replay_window", defaults.replay_window)),
+            risk_proposals_interval_s=float(
+                section.get("risk_proposals_interval_s", defaults.risk_proposals_interval_s)
+            ),
+            reconnect_initial_s=float(reconnect.get("initial_s", defaults.reconnect_initial_s)),
+            reconnect_max_s=float(reconnect.get("max_s", defaults.reconnect_max_s)),
+            reconnect_attempts=int(reconnect.get("attempts", defaults.reconnect_attempts)),
+        )
+
+    def stream(self, name: str) -> str:
+        return f"{self.prefix}:stream:{name}"
+
+    def key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}:{kind}:{name}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One entry handed to a consumer: which stream (logical name), its entry id, the event,
+    and how many times it has been delivered (more than 1: a redelivery or a reclaim)."""
+
+    stream: str
+    entry_id: str
+    event: Event[Any]
+    deliveries: int = 1
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """What the dead-letter stream holds about one malformed entry."""
+
+    source: str
+    entry_id: str
+    reason: str
+    raw: Mapping[str, str]
+
+
+class Bus(Protocol):
+    """What services, workers and the risk gate need from a bus."""
+
+    settings: BusSettings
+
+    def publish(self, stream: str, item: Event[Any]) -> str:
+        """Append an event to a stream (trimmed to about `maxlen`); returns the entry id."""
+        ...
+
+    def publish_raw(self, stream: str, fields: Mapping[str, str]) -> str:
+        """Append fields as they are (tests and tools: this is how a malformed entry arrives)."""
+        ...
+
+    def ensure_group(self, stream: str, group: str) -> None:
+        """Create the consumer group (reading from the stream's start) if it does not exist."""
+        ...
+
+    def consume(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int | None = None,
+        block_ms: int | None = None,
+    ) -> list[Delivery]:
+        """New entries for this consumer, oldest first per stream. Malformed entries go to the
+        dead-letter stream (acknowledged) and are not returned."""
+        ...
+
+    def reclaim(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        *,
+        min_idle_s: float | None = None,
+        count: int | None = None,
+    ) -> list[Delivery]:
+        """Take over entries pending longer than `min_idle_s` (default `reclaim_idle_s`) from
+        any consumer of the group (XAUTOCLAIM), oldest first."""
+        ...
+
+    def commit(
+        self,
+        delivery: Delivery,
+        group: str,
+        outputs: Sequence[tuple[str, Event[Any]]] = (),
+        *,
+        key: str | None = None,
+    ) -> bool:
+        """Atomically: record the idempotency key (default `<group>:<event id>`), publish the
+        outputs and acknowledge the entry. False when the key was recorded before: the outputs
+        are not published again, the entry is still acknowledged."""
+        ...
+
+    def publish_once(self, key: str, outputs: Sequence[tuple[str, Event[Any]]]) -> bool:
+        """Publish outputs unless the idempotency key was recorded before (atomically)."""
+        ...
+
+    def ack(self, delivery: Delivery, group: str) -> None: ...
+
+    def pending(self, stream: str, group: str, consumer: str | None = None) -> int:
+        """How many entries of the group (or of one consumer) wait for an acknowledgement."""
+        ...
+
+    def entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
+        """Every entry still in a stream, raw (inspection, tests, the benchmark)."""
+        ...
+
+    def length(self, stream: str) -> int: ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def write_hash(self, name: str, values: Mapping[str, str]) -> None:
+        """Replace the fields of the hash `<prefix>:stats:<name>`."""
+        ...
+
+    def read_hash(self, name: str) -> dict[str, str]: ...
+
+    def acquire_lease(self, name: str, owner: str, now: float, ttl_s: float) -> bool:
+        """Hold the lease `name` until `now + ttl_s` (renewal when already held by `owner`);
+        False while another owner's lease has not expired. Times are the caller's clock."""
+        ...
+
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+    def lease_owner(self, name: str, now: float) -> str | None: ...
+
+    def heartbeat(self, group: str, member: str, now: float) -> None: ...
+
+    def members(self, group: str, now: float, ttl_s: float) -> list[str]:
+        """Members whose last heartbeat is younger than `ttl_s`, sorted."""
+        ...
+
+    def leave(self, group: str, member: str) -> None: ...
+
+    def health(self) -> HealthReport: ...
+
+    def clear(self) -> None:
+        """Delete every key under the prefix (tests and `--fresh`)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+
+
+def open_bus(
+    url: str,
+    settings: BusSettings | None = None,
+    *,
+    clock: Clock = time.time,
+    sleep: Sleep = time.sleep,
+) -> Bus:
+    """A bus from a URL: `memory://` (in-process) or `redis://host:port/db`."""
+    chosen = settings or BusSettings()
+    if url in ("memory://", "memory", ""):
+        from aios.bus.memory import InProcessBus
+
+        return InProcessBus(chosen, clock=clock)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from aios.bus.redis_bus import RedisBus
+
+        return RedisBus.from_url(url, chosen, clock=clock, sleep=sleep)
+    raise ValueError(f"unknown bus {url!r}: use memory:// or redis://host:port/db")
+
+
+__all__ = [
+    "CANDLES",
+    "CLOSED",
+    "DEAD_LETTER",
+    "EXECUTIONS",
+    "INTENTS",
+    "REWARDS",
+    "RISK_PROPOSALS",
+    "SIGNALS",
+    "Bus",
+    "BusSettings",
+    "BusUnavailable",
+    "DeadLetter",
+    "Delivery",
+    "open_bus",
+    "per_symbol",
+]
