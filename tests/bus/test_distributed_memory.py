@@ -1,0 +1,38 @@
+"""Workers and a risk gate on the in-process bus decide exactly what one process decides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bus_helpers import FakeClock
+from distributed import decisions, gate, single_process, worker
+
+from aios.bus import BusSettings
+from aios.bus.memory import InProcessBus
+
+LIMIT = 400
+
+
+def test_three_workers_and_a_gate_equal_one_process(tmp_path: Path) -> None:
+    expected_report = single_process(tmp_path / "single", LIMIT)
+    clock = FakeClock()
+    bus = InProcessBus(BusSettings(prefix="t", replay_window=16), clock=clock)
+    workers = [worker(bus, f"w{i}", clock) for i in range(3)]
+    for each in workers:
+        each.rebalance()
+    for each in workers:  # every worker now sees three members: one symbol each
+        each.rebalance()
+    assert sorted(len(w.held) for w in workers) == [1, 1, 1]
+    risk_gate = gate(bus, tmp_path / "multi", LIMIT)
+    risk_gate.start()
+    while not risk_gate.finished:
+        for each in reversed(workers):
+            each.poll(block_ms=0)
+        risk_gate.pump(block_ms=0)
+    report = risk_gate.finish()
+    expected = decisions(tmp_path / "single")
+    assert len(expected) > 100
+    assert decisions(tmp_path / "multi") == expected
+    assert report is not None
+    assert report.books == expected_report.books
+    assert sum(w.stats.processed for w in workers) == 3 * LIMIT
