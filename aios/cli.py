@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from aios.cli_bus import register as register_bus_commands
+
 if TYPE_CHECKING:
     from aios.policy import Issue, Policy
 
@@ -791,6 +793,9 @@ def stage_history(
         typer.echo(
             f"{row['time']}  {row['from'] or '-':<11} -> {row['to']:<11} {row['trigger']:<22} {how}: {row['reason']} (policy {row['policy_hash'][:12]})"
         )
+
+
+register_bus_commands(app)  # aios worker, aios service ... (aios/cli_bus.py)
 
 
 def main() -> None:

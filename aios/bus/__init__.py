@@ -154,6 +154,14 @@ class Bus(Protocol):
         dead-letter stream (acknowledged) and are not returned."""
         ...
 
+    def read_after(
+        self, positions: Mapping[str, str], *, count: int | None = None, block_ms: int | None = None
+    ) -> list[Delivery]:
+        """Entries after the given entry ids ("0": from the start), without a group (XREAD):
+        for a reader that keeps its own position. Malformed entries are skipped (and not
+        dead-lettered: no group owns them)."""
+        ...
+
     def reclaim(
         self,
         stream: str,
@@ -222,6 +230,10 @@ class Bus(Protocol):
     def leave(self, group: str, member: str) -> None: ...
 
     def health(self) -> HealthReport: ...
+
+    def ping(self) -> bool:
+        """Reach the bus now (reconnecting with backoff); BusUnavailable when it cannot."""
+        ...
 
     def clear(self) -> None:
         """Delete every key under the prefix (tests and `--fresh`)."""

@@ -141,6 +141,23 @@ class InProcessBus:
                     deliveries.append(delivery)
         return deliveries
 
+    def read_after(
+        self, positions: Mapping[str, str], *, count: int | None = None, block_ms: int | None = None
+    ) -> list[Delivery]:
+        limit = count or self.settings.batch
+        with self._lock:
+            deliveries: list[Delivery] = []
+            for stream, after in positions.items():
+                start = self._seq(after) if after not in ("0", "$") else 0
+                taken = [s for s in self._get(stream).entries if s > start][:limit]
+                for sequence in taken:
+                    try:
+                        item = decode(self._get(stream).entries[sequence])
+                    except EventInvalid:
+                        continue
+                    deliveries.append(Delivery(stream, self._id(sequence), item))
+            return deliveries
+
     def reclaim(
         self,
         stream: str,
@@ -296,6 +313,9 @@ class InProcessBus:
                 "bus_dead_letters": float(self.dead_lettered),
             },
         )
+
+    def ping(self) -> bool:
+        return True
 
     def clear(self) -> None:
         with self._lock:

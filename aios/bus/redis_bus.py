@@ -259,6 +259,27 @@ class RedisBus:
             deliveries.extend(self._deliveries(names[_text(key)], group, entries, {}))
         return deliveries
 
+    def read_after(
+        self, positions: Mapping[str, str], *, count: int | None = None, block_ms: int | None = None
+    ) -> list[Delivery]:
+        if not positions:
+            return []
+        keys = {self._stream(s): i for s, i in positions.items()}
+        names = {self._stream(s): s for s in positions}
+        response = self._call(
+            lambda c: c.xread(keys, count=count or self.settings.batch, block=block_ms)
+        )
+        deliveries: list[Delivery] = []
+        for key, entries in response or []:
+            for entry_id, fields in entries:
+                raw = {_text(k): _text(v) for k, v in fields.items()}
+                try:
+                    item = decode(raw)
+                except EventInvalid:
+                    continue
+                deliveries.append(Delivery(names[_text(key)], _text(entry_id), item))
+        return deliveries
+
     def reclaim(
         self,
         stream: str,

@@ -1,0 +1,257 @@
+"""`aios worker` and `aios service ...`: aios as services over a bus (docs/bus.md).
+
+Registered in aios/cli.py by `register(app)`. Imports stay inside the commands (redis, numpy and
+the engine load only when a command runs), so `aios --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from aios.bus import Bus
+
+service_app = typer.Typer(
+    help="Run a subsystem as a service on the bus (Redis Streams).", no_args_is_help=True
+)
+
+BusOption = Annotated[
+    str,
+    typer.Option(
+        "--bus",
+        envvar="AIOS_BUS",
+        help="The bus: redis://host:port/db (Redis Streams) or memory:// (in-process).",
+    ),
+]
+PolicyOption = Annotated[
+    Optional[list[Path]],  # noqa: UP045
+    typer.Option("--policy", "-p", help="Policy file(s), merged in order. Default: bundled."),
+]
+DataOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--data-dir", help="Directory of candle CSV files. Default: the bundled data."),
+]
+StateOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option(
+        "--state-dir", help="State directory (SQLite). Default: ./state or AIOS_STATE_DIR."
+    ),
+]
+
+
+def _policy(files: list[Path] | None) -> tuple[Any, Any]:
+    from aios.cli import load_or_exit
+
+    return load_or_exit(files)
+
+
+def _open(url: str, policy: Any, *, shared: bool) -> Bus:
+    from aios.bus import BusSettings, BusUnavailable, open_bus
+    from aios.cli import fail, usage_error
+
+    if shared and url.startswith("memory"):
+        raise usage_error(
+            "an in-process bus is not shared between processes: pass --bus redis://host:port/db"
+        )
+    try:
+        bus = open_bus(url, BusSettings.from_policy(policy))
+    except ValueError as exc:
+        raise usage_error(str(exc)) from None
+    if not url.startswith("memory"):
+        try:
+            bus.ping()
+        except BusUnavailable as exc:
+            raise fail(exc) from None
+    return bus
+
+
+def _series(policy: Any, data_dir: Path | None) -> dict[str, Any]:
+    from aios.cli import fail
+    from aios.data import DataError, bundled_data_dir
+    from aios.runtime import load_series
+
+    directory = data_dir or bundled_data_dir()
+    try:
+        series = load_series(directory, policy.get("universe", "symbols"))
+    except DataError as exc:
+        raise fail(exc) from None
+    if not series:
+        raise fail(f"no candle files for the policy's universe in {directory}")
+    return series
+
+
+def _run(service: Any) -> None:
+    from aios.bus import BusUnavailable
+    from aios.cli import fail
+    from aios.services import install_stop_handlers, run_until_stopped
+
+    install_stop_handlers(service.stop)
+    try:
+        run_until_stopped(service)
+    except BusUnavailable as exc:
+        raise fail(exc) from None
+
+
+def worker(
+    bus: BusOption = "redis://127.0.0.1:6379/0",
+    policy: PolicyOption = None,
+    data_dir: DataOption = None,
+    name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="This worker's consumer name. Default: <host>-<pid>."),
+    ] = None,
+    state_dir: StateOption = None,
+) -> None:
+    """Compute signals for a share of the symbol universe, until SIGTERM.
+
+    Workers share the symbols through leases (one worker per symbol at a time); a dead worker's
+    symbols and pending work move to the others. The risk gate decides.
+    """
+    import time
+
+    from aios.model_registry import ModelRegistry
+    from aios.services.worker import SignalWorker
+    from aios.state import database_path
+
+    loaded, plugins = _policy(policy)
+    shared = _open(bus, loaded, shared=True)
+    models = None if state_dir is None else ModelRegistry(database_path(state_dir))
+    service = SignalWorker(
+        shared,
+        loaded,
+        plugins,
+        _series(loaded, data_dir),
+        name or f"{socket.gethostname()}-{os.getpid()}",
+        clock=time.time,
+        models=models,
+    )
+    typer.echo(f"aios worker {service.name}: on {bus}", err=True)
+    _run(service)
+
+
+@service_app.command("risk-gate")
+def risk_gate(
+    bus: BusOption = "redis://127.0.0.1:6379/0",
+    policy: PolicyOption = None,
+    data_dir: DataOption = None,
+    state_dir: StateOption = None,
+    limit: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(min=1, help="Replay at most this many candle times."),
+    ] = None,
+    replay_id: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="Name of this replay on the bus. Default: random."),
+    ] = None,
+    json_out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--json", help="Write the run report as JSON to this file ('-': stdout)."),
+    ] = None,
+) -> None:
+    """Replay the data through workers on the bus: feed them, decide each candle time once
+    every symbol has reported it, trade both books, publish intents, fills and closed trades."""
+    from aios.bus import BusUnavailable
+    from aios.cli import fail
+    from aios.exchange.paper import PaperBroker
+    from aios.services import install_stop_handlers
+    from aios.services.risk_gate import RiskGate
+    from aios.state import state_dir as resolve_state_dir
+
+    loaded, plugins = _policy(policy)
+    shared = _open(bus, loaded, shared=True)
+    gate = RiskGate(
+        shared,
+        loaded,
+        plugins,
+        _series(loaded, data_dir),
+        resolve_state_dir(state_dir),
+        PaperBroker.from_policy,
+        replay_id=replay_id,
+        limit=limit,
+    )
+    install_stop_handlers(gate.stop)
+    typer.echo(f"aios risk gate: replay {gate.replay_id}, {len(gate.times)} candle times", err=True)
+    try:
+        report = gate.run()
+    except BusUnavailable as exc:
+        raise fail(exc) from None
+    if report is None:
+        raise fail("stopped before the first candle time was decided")
+    data = report.to_dict(with_curve=False)
+    data["replay_id"] = gate.replay_id
+    data["decided"] = gate.decided
+    text = json.dumps(data, indent=2, sort_keys=True)
+    if json_out is None or str(json_out) == "-":
+        typer.echo(text)
+    else:
+        json_out.write_text(text + "\n", encoding="utf-8")
+    if not gate.finished:
+        typer.echo(f"aios risk gate: interrupted after {gate.decided} candle time(s)", err=True)
+        sys.exit(130)
+
+
+@service_app.command("rl-agent")
+def rl_agent(
+    bus: BusOption = "redis://127.0.0.1:6379/0",
+    policy: PolicyOption = None,
+    state_dir: StateOption = None,
+    book: Annotated[str, typer.Option(help="Which book's closed trades to learn from.")] = "shadow",
+) -> None:
+    """Learn from closed trades: publish each reward (pnl_pct / 100) on rl_rewards, update the
+    sizing values, persist them, publish statistics every bus.stats_interval_s; until SIGTERM."""
+    import time
+
+    from aios.services.rl_agent import RlAgentService
+    from aios.state import state_dir as resolve_state_dir
+
+    loaded, _ = _policy(policy)
+    shared = _open(bus, loaded, shared=False)
+    service = RlAgentService(
+        shared, loaded, resolve_state_dir(state_dir), clock=time.time, book=book
+    )
+    typer.echo(f"aios rl-agent: on {bus}, learning from the {book} book", err=True)
+    _run(service)
+
+
+@service_app.command("risk-proposals")
+def risk_proposals(
+    bus: BusOption = "redis://127.0.0.1:6379/0",
+    policy: PolicyOption = None,
+    book: Annotated[str, typer.Option(help="Which book's open positions to watch.")] = "actual",
+) -> None:
+    """Publish regime-weighted SL/TP/trailing proposals for every open position, every
+    bus.risk_proposals_interval_s, on risk.proposals:<SYMBOL>. Calculation only; until SIGTERM."""
+    import time
+
+    from aios.services.risk_proposals import RiskProposalService
+
+    loaded, plugins = _policy(policy)
+    shared = _open(bus, loaded, shared=False)
+    service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book)
+    typer.echo(f"aios risk-proposals: on {bus}, watching the {book} book", err=True)
+    _run(service)
+
+
+@service_app.command("dead-letters")
+def dead_letters(
+    bus: BusOption = "redis://127.0.0.1:6379/0",
+    policy: PolicyOption = None,
+) -> None:
+    """List the dead-letter stream: every malformed entry, where it came from and why."""
+    loaded, _ = _policy(policy)
+    shared = _open(bus, loaded, shared=False)
+    for letter in shared.dead_letters():
+        typer.echo(f"{letter.source} {letter.entry_id}: {letter.reason}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `aios worker` and `aios service ...` to the CLI."""
+    app.command("worker")(worker)
+    app.add_typer(service_app, name="service")
