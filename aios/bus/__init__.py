@@ -198,6 +198,10 @@ class Bus(Protocol):
         """How many entries of the group (or of one consumer) wait for an acknowledgement."""
         ...
 
+    def pending_ids(self, stream: str, group: str, consumer: str) -> list[str]:
+        """The entry ids one consumer holds unacknowledged, oldest first."""
+        ...
+
     def entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
         """Every entry still in a stream, raw (inspection, tests, the benchmark)."""
         ...

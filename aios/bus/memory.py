@@ -248,6 +248,13 @@ class InProcessBus:
                 return 0
             return sum(1 for p in state.pending.values() if consumer in (None, p.consumer))
 
+    def pending_ids(self, stream: str, group: str, consumer: str) -> list[str]:
+        with self._lock:
+            state = self._get(stream).groups.get(group)
+            if state is None:
+                return []
+            return [self._id(s) for s, p in sorted(state.pending.items()) if p.consumer == consumer]
+
     def entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
         with self._lock:
             return [(self._id(s), dict(f)) for s, f in self._get(stream).entries.items()]

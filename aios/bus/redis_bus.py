@@ -361,6 +361,11 @@ class RedisBus:
         details = self._call(lambda c: c.xpending_range(key, group, "-", "+", 1_000_000, consumer))
         return len(details)
 
+    def pending_ids(self, stream: str, group: str, consumer: str) -> list[str]:
+        key = self._stream(stream)
+        details = self._call(lambda c: c.xpending_range(key, group, "-", "+", 1_000_000, consumer))
+        return [_text(d["message_id"]) for d in details]
+
     def entries(self, stream: str) -> list[tuple[str, dict[str, str]]]:
         key = self._stream(stream)
         rows = self._call(lambda c: c.xrange(key))

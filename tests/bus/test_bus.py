@@ -62,6 +62,7 @@ def test_reclaim_takes_over_only_entries_idle_long_enough(bus: Bus) -> None:
     assert len(taken) == 3
     bus.ack(taken[0], "g")
     assert bus.reclaim("work", "g", "alive", min_idle_s=3600) == []
+    assert bus.pending_ids("work", "g", "dead") == [d.entry_id for d in taken[1:]]
     reclaimed = bus.reclaim("work", "g", "alive", min_idle_s=0)
     assert [d.entry_id for d in reclaimed] == [d.entry_id for d in taken[1:]]
     assert all(d.deliveries == 2 for d in reclaimed)
