@@ -47,5 +47,13 @@ CORE_METRICS: dict[str, MetricSpec] = {
             "unhealthy_subsystems", "subsystems", "Subsystems currently degraded or tripped."
         ),
         MetricSpec("critical_subsystems", "subsystems", "Subsystems in critical health."),
+        # Reported by the bus where one is used (the risk gate): absent in a single process.
+        MetricSpec("bus_connected", "0/1", "1 while the event bus (Redis) is reachable."),
+        MetricSpec("bus_reconnects", "reconnects", "Reconnects to the event bus so far."),
+        MetricSpec(
+            "bus_dead_letters",
+            "entries",
+            "Malformed events moved to the dead-letter stream so far.",
+        ),
     )
 }
