@@ -7,7 +7,7 @@ from pathlib import Path
 from bus_helpers import FakeClock
 from distributed import decisions, gate, single_process, worker
 
-from aios.bus import BusSettings
+from aios.bus import SIGNALS, BusSettings
 from aios.bus.memory import InProcessBus
 
 LIMIT = 400
@@ -24,6 +24,9 @@ def test_three_workers_and_a_gate_equal_one_process(tmp_path: Path) -> None:
         each.rebalance()
     assert sorted(len(w.held) for w in workers) == [1, 1, 1]
     risk_gate = gate(bus, tmp_path / "multi", LIMIT)
+    # a malformed report among the workers' ones: dead-lettered, the replay carries on
+    bad = {"id": f"{risk_gate.replay_id}/signals/x", "type": "ai.signal_generated", "v": "1"}
+    bus.publish_raw(SIGNALS, {**bad, "data": '{"symbol": "ETH/BTC", "time": "yesterday"}'})
     risk_gate.start()
     while not risk_gate.finished:
         for each in reversed(workers):
@@ -36,3 +39,6 @@ def test_three_workers_and_a_gate_equal_one_process(tmp_path: Path) -> None:
     assert report is not None
     assert report.books == expected_report.books
     assert sum(w.stats.processed for w in workers) == 3 * LIMIT
+    (letter,) = bus.dead_letters()
+    assert letter.source == SIGNALS
+    assert letter.reason == "data.time: 'yesterday' is not an ISO 8601 time"
