@@ -188,6 +188,22 @@ class Bus(Protocol):
         are not published again, the entry is still acknowledged."""
         ...
 
+    def commit_many(
+        self,
+        deliveries: Sequence[Delivery],
+        group: str,
+        outputs: Sequence[tuple[str, Event[Any]]],
+        *,
+        key: str,
+    ) -> bool:
+        """`commit` for several entries of one stream under one key (the risk gate commits a
+        candle time's reports with the time's outcome)."""
+        ...
+
+    def publish_many(self, items: Sequence[tuple[str, Event[Any]]]) -> list[str]:
+        """Several events in one round trip (not atomic: for work that is idempotent anyway)."""
+        ...
+
     def publish_once(self, key: str, outputs: Sequence[tuple[str, Event[Any]]]) -> bool:
         """Publish outputs unless the idempotency key was recorded before (atomically)."""
         ...

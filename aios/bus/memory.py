@@ -214,14 +214,33 @@ class InProcessBus:
             self._ack(delivery, group)
             return fresh
 
-    def publish_once(self, key: str, outputs: Sequence[tuple[str, Event[Any]]]) -> bool:
+    def commit_many(
+        self,
+        deliveries: Sequence[Delivery],
+        group: str,
+        outputs: Sequence[tuple[str, Event[Any]]],
+        *,
+        key: str,
+    ) -> bool:
+        if len({d.stream for d in deliveries}) > 1:
+            raise ValueError("commit_many acknowledges entries of one stream")
         encoded = [(stream, encode(item)) for stream, item in outputs]
         with self._lock:
             fresh = self._mark(key)
             if fresh:
                 for stream, fields in encoded:
                     self._append(stream, fields)
+            for delivery in deliveries:
+                self._ack(delivery, group)
             return fresh
+
+    def publish_once(self, key: str, outputs: Sequence[tuple[str, Event[Any]]]) -> bool:
+        return self.commit_many([], "", outputs, key=key)
+
+    def publish_many(self, items: Sequence[tuple[str, Event[Any]]]) -> list[str]:
+        encoded = [(stream, encode(item)) for stream, item in items]
+        with self._lock:
+            return [self._append(stream, fields) for stream, fields in encoded]
 
     def _mark(self, key: str) -> bool:
         now = self._clock()

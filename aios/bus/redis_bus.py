@@ -35,21 +35,26 @@ T = TypeVar("T")
 #: this module parses each reply where it is read.
 Client = Any
 
-# KEYS: idempotency key, source stream, output streams...; ARGV: group, entry id, key ttl,
-# maxlen, then per output: field count, field, value, ...
+# KEYS: idempotency key, source stream, output streams...; ARGV: key value, key ttl, maxlen,
+# group, id count, ids..., then per output: field count, field, value, ...
 _COMMIT = """
-local fresh = redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
+local fresh = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+local nids = tonumber(ARGV[5])
 if fresh then
-  local at = 5
+  local at = 6 + nids
   for i = 3, #KEYS do
     local n = tonumber(ARGV[at])
-    local args = {KEYS[i], 'MAXLEN', '~', ARGV[4], '*'}
+    local args = {KEYS[i], 'MAXLEN', '~', ARGV[3], '*'}
     for j = 1, n do args[#args + 1] = ARGV[at + j] end
     redis.call('XADD', unpack(args))
     at = at + n + 1
   end
 end
-if ARGV[2] ~= '' then redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) end
+if nids > 0 then
+  local ids = {}
+  for j = 1, nids do ids[j] = ARGV[5 + j] end
+  redis.call('XACK', KEYS[2], ARGV[4], unpack(ids))
+end
 if fresh then return 1 else return 0 end
 """
 
@@ -319,13 +324,32 @@ class RedisBus:
         *,
         key: str | None = None,
     ) -> bool:
-        idempotency = self.settings.key("done", key or f"{group}:{delivery.event.id}")
-        keys = [idempotency, self._stream(delivery.stream)]
+        return self.commit_many(
+            [delivery], group, outputs, key=key or f"{group}:{delivery.event.id}"
+        )
+
+    def commit_many(
+        self,
+        deliveries: Sequence[Delivery],
+        group: str,
+        outputs: Sequence[tuple[str, Event[Any]]],
+        *,
+        key: str,
+    ) -> bool:
+        streams = {d.stream for d in deliveries}
+        if len(streams) > 1:
+            raise ValueError(
+                f"commit_many acknowledges entries of one stream, got {sorted(streams)}"
+            )
+        source = self._stream(streams.pop() if streams else DEAD_LETTER)
+        keys = [self.settings.key("done", key), source]
         args: list[Any] = [
-            group,
-            delivery.entry_id,
+            "1",
             self.settings.idempotency_ttl_s,
             self.settings.maxlen,
+            group,
+            len(deliveries),
+            *(d.entry_id for d in deliveries),
         ]
         for stream, item in outputs:
             keys.append(self._stream(stream))
@@ -337,17 +361,23 @@ class RedisBus:
         return bool(int(result))
 
     def publish_once(self, key: str, outputs: Sequence[tuple[str, Event[Any]]]) -> bool:
-        """Publish outputs under an idempotency key, with nothing to acknowledge."""
-        keys = [self.settings.key("done", key), self._stream(DEAD_LETTER)]
-        args: list[Any] = ["", "", self.settings.idempotency_ttl_s, self.settings.maxlen]
-        for stream, item in outputs:
-            keys.append(self._stream(stream))
-            fields = encode(item)
-            args.append(2 * len(fields))
-            for name, value in fields.items():
-                args.extend((name, value))
-        result = self._call(lambda c: self._script(c, "commit", _COMMIT)(keys=keys, args=args))
-        return bool(int(result))
+        return self.commit_many([], "", outputs, key=key)
+
+    def publish_many(self, items: Sequence[tuple[str, Event[Any]]]) -> list[str]:
+        """Several events in one round trip (a pipeline, not atomic)."""
+
+        def send(client: Client) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for stream, item in items:
+                pipe.xadd(
+                    self._stream(stream),
+                    encode(item),
+                    maxlen=self.settings.maxlen,
+                    approximate=True,
+                )
+            return list(pipe.execute())
+
+        return [_text(i) for i in self._call(send)] if items else []
 
     def ack(self, delivery: Delivery, group: str) -> None:
         key = self._stream(delivery.stream)

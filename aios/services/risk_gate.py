@@ -14,8 +14,8 @@ can change a decision. Intents of one time are decided one after the other again
 including the entries already decided: caps hold across workers.
 
 Per time, after the step: the journal is flushed (the state store commits in the step), then the
-time's `trade.intent`, `execution.result` and `trade.closed` events are published at once under
-one idempotency key, and only then are the workers' reports acknowledged.
+time's `trade.intent`, `execution.result` and `trade.closed` events are published and the
+workers' reports acknowledged in one atomic step under one idempotency key.
 
 The gate feeds the replay: it publishes the work (`market.candle:<SYMBOL>`) up to
 `bus.replay_window` candle times ahead of the time it decides. A gate that dies ends the replay
@@ -216,10 +216,12 @@ class RiskGate:
     def _publish_work(self, upto: int) -> None:
         while self._published < min(upto, len(self.times)):
             time = self.times[self._published]
+            items: list[tuple[str, Event[Any]]] = []
             for symbol in self.candidates(time):
                 work = CandleClosed(symbol, time, self._by_time[symbol].get(time))
                 work_id = f"{self.replay_id}/candle/{symbol}/{time.isoformat()}"
-                self.bus.publish(per_symbol(CANDLES, symbol), event(work_id, work))
+                items.append((per_symbol(CANDLES, symbol), event(work_id, work)))
+            self.bus.publish_many(items)
             self._published += 1
 
     def _read(self, block_ms: int | None) -> int:
@@ -249,9 +251,12 @@ class RiskGate:
         self.relay.load(time, {symbol: report for symbol, (report, _) in reports.items()})
         self.runtime.advance_to(time)
         self.runtime.journal.flush()
-        self.bus.publish_once(f"{GATE}:{self.replay_id}:{time.isoformat()}", self._outputs(time))
-        for _, delivery in reports.values():
-            self.bus.ack(delivery, GATE)
+        self.bus.commit_many(
+            [delivery for _, delivery in reports.values()],
+            GATE,
+            self._outputs(time),
+            key=f"{GATE}:{self.replay_id}:{time.isoformat()}",
+        )
         self.decided += 1
 
     def _outputs(self, time: datetime) -> list[tuple[str, Event[Any]]]:
