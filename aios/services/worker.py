@@ -99,6 +99,7 @@ class SignalWorker:
         )
         self.held: list[str] = []
         self._draining: set[str] = set()
+        self._rebalanced: float | None = None
         self.stats = WorkerStats()
         self.stop = threading.Event()
         for symbol in self.universe:
@@ -110,6 +111,7 @@ class SignalWorker:
         """Heartbeat, renew held leases, drop what exceeds the fair share, take free ones."""
         settings = self.bus.settings
         now = self.clock()
+        self._rebalanced = now
         self.bus.heartbeat(WORKERS, self.name, now)
         live = max(1, len(self.bus.members(WORKERS, now, settings.lease_s)))
         share = math.ceil(len(self.universe) / live)
@@ -150,8 +152,11 @@ class SignalWorker:
     # --- work ----------------------------------------------------------------------------------
 
     def poll(self, block_ms: int | None = None) -> int:
-        """One round: leases, reclaimed entries, then new entries of clean symbols."""
-        self.rebalance()
+        """One round: leases (renewed every third of `lease_s`), reclaimed entries, then new
+        entries of clean symbols."""
+        renew_every = self.bus.settings.lease_s / 3
+        if self._rebalanced is None or self.clock() - self._rebalanced >= renew_every:
+            self.rebalance()
         deliveries = self._drain()
         clean = [per_symbol(CANDLES, s) for s in self.held if s not in self._draining]
         wait = self.bus.settings.block_ms if block_ms is None else block_ms
