@@ -411,12 +411,21 @@ def run(
         Optional[int],  # noqa: UP045
         typer.Option(min=1, help="With ccxt: stop after this many polls."),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the latest unfinished replay of the state store (killed, stopped or "
+            "failed) with what it started with; no other run option may be given.",
+        ),
+    ] = False,
     state_dir: StateDirOption = None,
 ) -> None:
     """Replay candles through the engine on the paper exchange, then print the report.
 
     Both books are kept: the actual one (what the system does at its current stage) and the
-    shadow one (what it would do with every proposal applied).
+    shadow one (what it would do with every proposal applied). SIGINT / SIGTERM end the run
+    after the current candle time, with the report; `--resume` continues it.
     """
 
     from aios.data import DataError, bundled_data_dir
@@ -425,6 +434,23 @@ def run(
     from aios.runtime import Runtime, load_series
     from aios.state import state_dir as resolve_state_dir
 
+    if resume:
+        given = [
+            name
+            for name, value in (
+                ("--policy", policy),
+                ("--data-dir", data_dir),
+                ("--limit", limit),
+                ("--exchange", None if exchange == "paper" else exchange),
+            )
+            if value
+        ]
+        if given:
+            raise usage_error(
+                f"--resume continues a run with what it started with: drop {', '.join(given)}"
+            )
+        _resume_replay(state_dir, watch, quiet, json_out, html_out)
+        return
     if exchange != "paper" and not exchange.startswith("ccxt:"):
         raise usage_error(f"unknown exchange {exchange!r}: use 'paper' or 'ccxt:<exchange id>'")
     if exchange.startswith("ccxt:") and not dry_run:
@@ -457,12 +483,46 @@ def run(
         raise fail(exc) from None
     if not series:
         raise fail(f"no candle files for the policy's universe in {directory}")
+    spec = {
+        "kind": "replay",
+        "data_dir": str(directory.resolve()),
+        "limit": limit,
+        "policy_files": [str(file.resolve()) for file in files],
+    }
     try:
         runtime = Runtime(
-            loaded, plugins, series, resolve_state_dir(state_dir), PaperBroker.from_policy
+            loaded,
+            plugins,
+            series,
+            resolve_state_dir(state_dir),
+            PaperBroker.from_policy,
+            spec=spec,
         )
     except JournalError as exc:
         raise fail(exc) from None
+    _replay(runtime, limit, files, plugins, watch, quiet, json_out, html_out)
+
+
+def _replay(
+    runtime: Any,
+    limit: int | None,
+    files: list[Path],
+    plugins: Any,
+    watch: bool,
+    quiet: bool,
+    json_out: Path | None,
+    html_out: Path | None,
+) -> None:
+    """Run a replay (fresh or resumed) to its end or to SIGINT / SIGTERM, which end it after
+    the current candle time: journal flushed, cursor committed, report written, exit 0."""
+    import signal
+
+    from aios.runtime import ResumeError
+
+    def stop(signum: int, frame: object) -> None:
+        runtime.stop.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     _start_watcher(runtime, files, plugins, watch)
     try:
         if not quiet and sys.stderr.isatty():
@@ -478,10 +538,74 @@ def run(
                 )
         else:
             report = runtime.run(limit)
+    except ResumeError as exc:
+        raise fail(exc) from None
     finally:
         if runtime.watcher is not None:
             runtime.watcher.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if runtime.stop.is_set():
+        typer.echo(
+            f"aios: {runtime.run_id} stopped after {report.candles} candle time(s); "
+            "`aios run --resume` continues it",
+            err=True,
+        )
     _emit_report(report, quiet, json_out, html_out)
+
+
+def _resume_replay(
+    state_dir: Path | None,
+    watch: bool,
+    quiet: bool,
+    json_out: Path | None,
+    html_out: Path | None,
+) -> None:
+    """`aios run --resume`: the latest unfinished replay, rebuilt from what the store recorded
+    (its policies, its data directory and limit) and re-driven over its committed prefix."""
+    from aios.data import DataError
+    from aios.exchange.paper import PaperBroker
+    from aios.runtime import ResumeError, Runtime, Store, load_recorded, load_series
+    from aios.state import database_path
+    from aios.state import state_dir as resolve_state_dir
+
+    directory = resolve_state_dir(state_dir)
+    database = database_path(directory)
+    if not database.exists():
+        raise fail(f"no state store at {database}: nothing to resume")
+    store = Store(database)
+    try:
+        point = store.resume_point()
+    except ResumeError as exc:
+        raise fail(exc) from None
+    finally:
+        store.close()
+    try:
+        policy, plugins, scheduled = load_recorded(point)
+        series = load_series(Path(point.spec["data_dir"]), policy.get("universe", "symbols"))
+    except (ResumeError, DataError, KeyError) as exc:
+        raise fail(f"cannot resume {point.run_id}: {exc}") from None
+    for problem in plugins.problems:
+        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    runtime = Runtime(
+        policy,
+        plugins,
+        series,
+        directory,
+        PaperBroker.from_policy,
+        spec=point.spec,
+        resume=point,
+        scheduled_policies=scheduled,
+    )
+    if not quiet:
+        typer.echo(
+            f"aios: resuming {point.run_id} ({point.status}) after {point.steps} committed "
+            "candle time(s)",
+            err=True,
+        )
+    files = [Path(f) for f in point.spec.get("policy_files", []) if Path(f).exists()]
+    limit = point.spec.get("limit")
+    _replay(runtime, limit, files, plugins, watch and bool(files), quiet, json_out, html_out)
 
 
 def _start_watcher(runtime: Any, files: list[Path], plugins: Any, watch: bool) -> None:

@@ -21,12 +21,14 @@ Replay is deterministic: the same data, policy and seeds give the same journal a
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from aios.data import load_directory
 from aios.engine import Engine
@@ -85,7 +87,35 @@ CREATE TABLE IF NOT EXISTS equity (
 );
 CREATE INDEX IF NOT EXISTS fills_run ON fills (run_id, book);
 CREATE INDEX IF NOT EXISTS equity_run ON equity (run_id, book);
+CREATE TABLE IF NOT EXISTS run_progress (
+    run_id TEXT PRIMARY KEY,
+    steps INTEGER NOT NULL,
+    last_time TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_policies (
+    run_id TEXT NOT NULL,
+    time TEXT NOT NULL,
+    policy_hash TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    document TEXT NOT NULL,
+    PRIMARY KEY (run_id, time)
+);
+CREATE TABLE IF NOT EXISTS run_models (run_id TEXT PRIMARY KEY, versions TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run_resumes (
+    run_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    redriven_steps INTEGER NOT NULL,
+    discarded_decisions INTEGER NOT NULL,
+    discarded_fills INTEGER NOT NULL
+);
 """
+#: Columns added to `runs` after its first release (added in place to an older store).
+_RUN_COLUMNS = {"spec": "TEXT", "pid": "INTEGER"}
+#: A run not finished can be resumed; `running` only when its process is gone.
+_UNFINISHED = ("running", "stopped", "interrupted", "failed")
+#: The start policy's row in `run_policies` (before any candle time).
+_AT_START = ""
 
 BOOKS = ("actual", "shadow")
 
@@ -160,6 +190,27 @@ class RunReport:
         return data
 
 
+class ResumeError(Exception):
+    """A run that cannot be resumed (none unfinished, still running, changed inputs), with why.
+    Raised before anything in the store is changed."""
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where an unfinished run stopped: its committed prefix and what it was started with."""
+
+    run_id: str
+    status: str
+    stage: Stage
+    spec: Mapping[str, Any]
+    #: Candle times committed (journal flushed, then fills, equity and this cursor in one
+    #: transaction); everything recorded after `last_time` is discarded and redone.
+    steps: int
+    last_time: datetime | None
+    #: (time or "" for the start, policy hash, sources, effective document as JSON), in order.
+    policies: tuple[tuple[str, str, tuple[str, ...], str], ...]
+
+
 class Store:
     """The runtime's tables in the state database (the journal has its own)."""
 
@@ -169,48 +220,85 @@ class Store:
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
         self.connection.executescript(_DDL)
+        present = {row[1] for row in self.connection.execute("PRAGMA table_info(runs)")}
+        for column, kind in _RUN_COLUMNS.items():
+            if column not in present:
+                self.connection.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def next_run_id(self) -> str:
         count = self.connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
         return f"run-{count + 1}"
 
-    def start(self, run_id: str, now: datetime, policy: Policy, stage: Stage) -> None:
+    def start(
+        self,
+        run_id: str,
+        now: datetime,
+        policy: Policy,
+        stage: Stage,
+        spec: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The run row, its start policy and the model registry as it was (for a re-drive)."""
+        with self.connection:
+            self.connection.execute("BEGIN")
+            self.connection.execute(
+                "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, spec, pid)"
+                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                (
+                    run_id,
+                    now.isoformat(),
+                    policy.hash,
+                    json.dumps(list(policy.sources)),
+                    stage.value,
+                    json.dumps(dict(spec or {}), sort_keys=True),
+                    os.getpid(),
+                ),
+            )
+            self._record_policy(run_id, _AT_START, policy)
+            self.connection.execute(
+                "INSERT OR REPLACE INTO run_models (run_id, versions) VALUES (?, ?)",
+                (run_id, json.dumps(self._model_rows())),
+            )
+
+    def _model_rows(self) -> list[list[Any]]:
+        try:
+            rows = self.connection.execute("SELECT * FROM model_versions ORDER BY version")
+        except sqlite3.OperationalError:  # no model registry in this store yet
+            return []
+        return [list(row) for row in rows]
+
+    def _record_policy(self, run_id: str, time: str, policy: Policy) -> None:
         self.connection.execute(
-            "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status) VALUES (?, ?, ?, ?, ?, 'running')",
-            (run_id, now.isoformat(), policy.hash, json.dumps(list(policy.sources)), stage.value),
+            "INSERT OR IGNORE INTO run_policies (run_id, time, policy_hash, sources, document) VALUES (?, ?, ?, ?, ?)",
+            (
+                run_id,
+                time,
+                policy.hash,
+                json.dumps(list(policy.sources)),
+                json.dumps(to_jsonable(policy.document), sort_keys=True),
+            ),
         )
+
+    def record_policy(self, run_id: str, now: datetime, policy: Policy) -> None:
+        """A policy swapped in at candle time `now` (a resumed run swaps it in at the same time)."""
+        self._record_policy(run_id, now.isoformat(), policy)
 
     def record(
         self,
         run_id: str,
         fills: Sequence[tuple[str, Fill]],
         samples: Sequence[tuple[str, datetime, float, float]],
+        progress: tuple[int, datetime] | None = None,
     ) -> None:
-        """One candle's fills and equity samples, in one transaction."""
-        if not fills and not samples:
+        """One candle's fills and equity samples, in one transaction; with `progress` (steps
+        done, this candle time) the resume cursor moves in the same transaction."""
+        if not fills and not samples and progress is None:
             return
         with self.connection:
             self.connection.execute("BEGIN")
             self.connection.executemany(
                 "INSERT INTO fills (run_id, book, order_id, position_id, symbol, side, kind, time, price, quantity, fee, reason)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_id,
-                        book,
-                        f.order_id,
-                        f.position_id,
-                        f.symbol,
-                        f.side.value,
-                        f.kind.value,
-                        f.time.isoformat(),
-                        f.price,
-                        f.quantity,
-                        f.fee,
-                        f.reason,
-                    )
-                    for book, f in fills
-                ],
+                [(run_id, book, *_fill_row(f)) for book, f in fills],
             )
             self.connection.executemany(
                 "INSERT INTO equity (run_id, book, time, equity, exposure) VALUES (?, ?, ?, ?, ?)",
@@ -219,6 +307,11 @@ class Store:
                     for book, time, equity, exposure in samples
                 ],
             )
+            if progress is not None:
+                self.connection.execute(
+                    "INSERT OR REPLACE INTO run_progress (run_id, steps, last_time) VALUES (?, ?, ?)",
+                    (run_id, progress[0], progress[1].isoformat()),
+                )
 
     def finish(self, run_id: str, now: datetime, status: str, report: RunReport | None) -> None:
         self.connection.execute(
@@ -231,8 +324,147 @@ class Store:
             ),
         )
 
+    # --- resuming ------------------------------------------------------------------------------
+
+    def resume_point(self, run_id: str | None = None) -> ResumePoint:
+        """The latest unfinished run (or `run_id`); refused while its process is alive."""
+        query = "SELECT run_id, status, stage, spec, pid FROM runs"
+        if run_id is None:
+            row = self.connection.execute(f"{query} ORDER BY rowid DESC LIMIT 1").fetchone()
+            if row is None:
+                raise ResumeError("there is no run to resume in this state store")
+        else:
+            row = self.connection.execute(f"{query} WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise ResumeError(f"there is no run {run_id!r} in this state store")
+        found, status, stage, spec_text, pid = row
+        if status not in _UNFINISHED:
+            raise ResumeError(f"{found} is {status}: only an unfinished run can be resumed")
+        if status == "running" and pid is not None and _process_alive(int(pid)):
+            raise ResumeError(
+                f"{found} is still running in process {pid}; stop it first (SIGTERM), or wait"
+            )
+        spec = json.loads(spec_text or "{}")
+        if spec.get("kind") != "replay":
+            raise ResumeError(
+                f"{found} is a {spec.get('kind') or 'legacy'} run: only replays can be resumed "
+                "(a live run restarts as a new run, reconciling its positions with the venue)"
+            )
+        progress = self.connection.execute(
+            "SELECT steps, last_time FROM run_progress WHERE run_id = ?", (found,)
+        ).fetchone()
+        policies = tuple(
+            (time, policy_hash, tuple(json.loads(sources)), document)
+            for time, policy_hash, sources, document in self.connection.execute(
+                "SELECT time, policy_hash, sources, document FROM run_policies WHERE run_id = ? ORDER BY time",
+                (found,),
+            )
+        )
+        if not policies or policies[0][0] != _AT_START:
+            raise ResumeError(f"{found} has no recorded start policy: it cannot be re-driven")
+        return ResumePoint(
+            found,
+            status,
+            Stage(stage),
+            spec,
+            0 if progress is None else int(progress[0]),
+            None if progress is None else datetime.fromisoformat(progress[1]),
+            policies,
+        )
+
+    def recorded_fills(
+        self, run_id: str, until: datetime | None
+    ) -> dict[str, list[tuple[Any, ...]]]:
+        """The committed fills of a run by candle time, in order (what a re-drive must match)."""
+        by_time: dict[str, list[tuple[Any, ...]]] = {}
+        if until is None:
+            return by_time
+        for row in self.connection.execute(
+            "SELECT book, order_id, position_id, symbol, side, kind, time, price, quantity, fee, reason"
+            " FROM fills WHERE run_id = ? AND time <= ? ORDER BY id",
+            (run_id, until.isoformat()),
+        ):
+            by_time.setdefault(row[6], []).append(tuple(row))
+        return by_time
+
+    def recorded_decisions(self, run_id: str, until: datetime | None) -> int:
+        if until is None:
+            return 0
+        row = self.connection.execute(
+            "SELECT COUNT(*) FROM decisions WHERE run_id = ? AND time <= ?",
+            (run_id, until.isoformat()),
+        ).fetchone()
+        return int(row[0])
+
+    def restore_models(self, run_id: str) -> None:
+        """The model registry as it was when the run started (the re-drive rebuilds the rest)."""
+        row = self.connection.execute(
+            "SELECT versions FROM run_models WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return
+        with self.connection:
+            self.connection.execute("BEGIN")
+            self.connection.execute("DELETE FROM model_versions")
+            self.connection.executemany(
+                "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?)", json.loads(row[0])
+            )
+
+    def discard_after(self, point: ResumePoint, redriven: int, now: datetime) -> tuple[int, int]:
+        """Drop what was recorded after the committed prefix (it is redone), mark the run
+        running in this process and log the resume; one transaction. Returns (decisions, fills)
+        discarded."""
+        after = "" if point.last_time is None else point.last_time.isoformat()
+        with self.connection:
+            self.connection.execute("BEGIN")
+            decisions = self.connection.execute(
+                "DELETE FROM decisions WHERE run_id = ? AND time > ?", (point.run_id, after)
+            ).rowcount
+            fills = self.connection.execute(
+                "DELETE FROM fills WHERE run_id = ? AND time > ?", (point.run_id, after)
+            ).rowcount
+            self.connection.execute(
+                "DELETE FROM equity WHERE run_id = ? AND time > ?", (point.run_id, after)
+            )
+            self.connection.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, report = NULL, pid = ? WHERE run_id = ?",
+                (os.getpid(), point.run_id),
+            )
+            self.connection.execute(
+                "INSERT INTO run_resumes VALUES (?, ?, ?, ?, ?, ?)",
+                (point.run_id, now.isoformat(), os.getpid(), redriven, decisions, fills),
+            )
+        return decisions, fills
+
     def close(self) -> None:
         self.connection.close()
+
+
+def _fill_row(f: Fill) -> tuple[Any, ...]:
+    return (
+        f.order_id,
+        f.position_id,
+        f.symbol,
+        f.side.value,
+        f.kind.value,
+        f.time.isoformat(),
+        f.price,
+        f.quantity,
+        f.fee,
+        f.reason,
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 @dataclass
@@ -262,7 +494,13 @@ class Runtime:
         *,
         stage: Stage | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        spec: Mapping[str, Any] | None = None,
+        resume: ResumePoint | None = None,
+        scheduled_policies: Mapping[str, Policy] | None = None,
+        checkpoint_every: int = 32,
     ) -> None:
+        if checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
         self.policy = policy
         self.plugins = plugins
         self.wall_clock = wall_clock
@@ -272,10 +510,22 @@ class Runtime:
         # The stage comes from the stage machine's store (created at `stages.initial` when
         # fresh); a `stage` argument is for tests that drive the engine directly.
         self.stages = StageStore(database, create=True, clock=wall_clock)
-        self.stage = stage or self.stages.ensure(policy)
+        self.stage = stage or (resume.stage if resume else self.stages.ensure(policy))
         self.store = Store(database)
-        self.run_id = self.store.next_run_id()
+        self.run_id = resume.run_id if resume else self.store.next_run_id()
+        #: What `aios run --resume` needs to rebuild this run (kind, data, limit, policy files).
+        self.spec = dict(spec or {"kind": "replay"})
         self.journal = Journal(database)
+        # Crash-safe resume (see docs/architecture.md): the committed prefix is re-driven with
+        # journal rows counted instead of written and fills compared instead of recorded.
+        self._resume = resume
+        self._scheduled = dict(scheduled_policies or {})
+        self._sink: _Sink = self.journal
+        self._redrive: _Redrive | None = None
+        self._steps_done = 0
+        self.checkpoint_every = checkpoint_every
+        #: Set (by a SIGINT/SIGTERM handler) to end the run after the current candle time.
+        self.stop = threading.Event()
         self.models = ModelRegistry(
             database,
             keep_versions=int(policy.get("subsystems", "retraining", "keep_versions", default=10)),
@@ -379,7 +629,7 @@ class Runtime:
                 made = book.broker.submit(order, now, price)
             except BrokerError as exc:
                 why = f"{book.name} broker refused {order.action.value} {order.symbol}: {exc}"
-                self.journal.record(
+                self._sink.record(
                     _engine_decision(
                         self,
                         now,
@@ -447,12 +697,20 @@ class Runtime:
             if ORDER[target] >= ORDER[self.stage]:
                 continue
             try:
-                moved = self.stages.demote(
-                    self.policy, target, f"automatic: {cause} at {now.isoformat()}", automatic=True
-                )
+                if self._redrive is not None or self._store_stage_at_most(target):
+                    # Re-driving, or the killed process moved the store already: the stage
+                    # machine has recorded this move; only the engine must follow it.
+                    moved = {"moved": True}
+                else:
+                    moved = self.stages.demote(
+                        self.policy,
+                        target,
+                        f"automatic: {cause} at {now.isoformat()}",
+                        automatic=True,
+                    )
             except StageError as exc:
                 why = f"automatic demotion to {target.value} failed: {exc}"
-                self.journal.record(self._stage_row(now, why, applied=False))
+                self._sink.record(self._stage_row(now, why, applied=False))
                 continue
             if moved["moved"]:
                 self.stage = target
@@ -460,8 +718,16 @@ class Runtime:
                     now, self.market, self._portfolio(self.books["actual"], prices), target
                 )
                 why = f"automatic demotion to {target.value}: {cause}"
-                self.journal.record(self._stage_row(now, why, applied=True))
+                self._sink.record(self._stage_row(now, why, applied=True))
             break
+
+    def _store_stage_at_most(self, target: Stage) -> bool:
+        from aios.stages import ORDER
+
+        if self._resume is None:
+            return False
+        record = self.stages.current()
+        return record is not None and ORDER[record.stage] <= ORDER[target]
 
     def _stage_row(self, now: datetime, reason: str, *, applied: bool) -> Any:
         proposal = {"stage": self.stage.value, "reason": reason}
@@ -479,14 +745,21 @@ class Runtime:
         )
 
     def _reload(self, now: datetime) -> None:
-        """Between cycles: swap in a policy the watcher validated; journal every attempt."""
-        if self.watcher is None:
+        """Between cycles: swap in a policy the watcher validated; journal every attempt.
+        A resumed run swaps in the policies its first process swapped in, at the same times."""
+        scheduled = self._scheduled.pop(now.isoformat(), None)
+        if scheduled is not None:
+            prices = self._prices()
+            portfolio = self._portfolio(self.books["actual"], prices)
+            self.engine.reload(now, self.market, portfolio, scheduled)
+            self.policy = scheduled
+        if self.watcher is None or self._redrive is not None:
             return
         policy, results = self.watcher.take()
         for result in results:
             if not result.ok:
                 reason = result.summary()
-                self.journal.record(
+                self._sink.record(
                     _engine_decision(
                         self,
                         now,
@@ -500,6 +773,7 @@ class Runtime:
                 )
         if policy is None:
             return
+        self.store.record_policy(self.run_id, now, policy)
         prices = self._prices()
         self.engine.reload(now, self.market, self._portfolio(self.books["actual"], prices), policy)
         self.policy = policy
@@ -555,7 +829,26 @@ class Runtime:
             book.stats.sample(portfolio.equity, exposure)
             book.curve.append((now.isoformat(), portfolio.equity))
             samples.append((book.name, now, portfolio.equity, exposure))
-        self.store.record(self.run_id, fills, samples)
+        self._commit(now, fills, samples)
+
+    def _commit(
+        self,
+        now: datetime,
+        fills: Sequence[tuple[str, Fill]],
+        samples: Sequence[tuple[str, datetime, float, float]],
+    ) -> None:
+        """Record one candle time. Every `checkpoint_every` steps the journal is flushed and
+        then the resume cursor moves with the fills, in one transaction: whatever the cursor
+        covers has its whole journal. A re-drive compares instead of recording."""
+        if self._redrive is not None:
+            self._redrive.check(now, fills)
+            return
+        self._steps_done += 1
+        progress = None
+        if self._steps_done % self.checkpoint_every == 0:
+            self.journal.flush()
+            progress = (self._steps_done, now)
+        self.store.record(self.run_id, fills, samples, progress)
 
     def _candle_at(self, symbol: str, now: datetime) -> Candle | None:
         return self._by_time[symbol].get(now)
@@ -565,7 +858,7 @@ class Runtime:
     def begin(self, first: datetime) -> None:
         """Record the run as started (replay and live runs alike)."""
         del first  # the run's times are wall-clock times; the report has the market span
-        self.store.start(self.run_id, self.wall_clock(), self.policy, self.stage)
+        self.store.start(self.run_id, self.wall_clock(), self.policy, self.stage, self.spec)
         self._stepped: list[datetime] = []
 
     def advance_to(self, now: datetime) -> None:
@@ -579,14 +872,20 @@ class Runtime:
         try:
             if self._stepped:
                 self.journal.flush()
+                if self._redrive is None:  # the cursor covers every step: resumable from here
+                    self.store.record(self.run_id, [], [], (self._steps_done, self._stepped[-1]))
                 report = self.report(self._stepped)
         finally:
             self.journal.close()
             self.store.finish(self.run_id, self.wall_clock(), status, report)
-            self.stages.close()
-            self.store.close()
-            self.models.close()
+            self._close()
         return report
+
+    def _close(self) -> None:
+        self.journal.close()
+        self.stages.close()
+        self.store.close()
+        self.models.close()
 
     def add_candles(self, symbol: str, candles: Sequence[Candle]) -> list[Candle]:
         """Live feeds: append the candles newer than what is held; returns those added."""
@@ -609,14 +908,26 @@ class Runtime:
             times = times[:limit]
         if not times:
             raise ValueError("no candles to replay")
-        self.begin(times[0])
+        if self._resume is None:
+            self.begin(times[0])
+            first = 0
+        else:
+            try:
+                first = self._redrive_prefix(self._resume, times, progress)
+            except BaseException:
+                self._close()  # the run stays as it was, to be resumed once fixed
+                raise
         status = "failed"
         try:
-            for index, now in enumerate(times, start=1):
-                self.advance_to(now)
+            for index in range(first, len(times)):
+                if self.stop.is_set():
+                    status = "stopped"
+                    break
+                self.advance_to(times[index])
                 if progress is not None:
-                    progress(index, len(times))
-            status = "finished"
+                    progress(index + 1, len(times))
+            else:
+                status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
@@ -624,6 +935,62 @@ class Runtime:
             report = self.end(status)
         assert report is not None
         return report
+
+    def _redrive_prefix(
+        self,
+        point: ResumePoint,
+        times: Sequence[datetime],
+        progress: Callable[[int, int], None] | None,
+    ) -> int:
+        """Rebuild every in-memory state of the run (both books, plugin learned state, engine
+        health and directives, the stage, the report's figures) by running the engine again
+        over the committed prefix; no row is written and no order leaves (paper books only).
+        The re-drive must reproduce what was recorded, fill for fill and row count for row
+        count, or the resume is refused with the store untouched. Returns the next index."""
+        steps = point.steps
+        if steps > len(times) or (steps and times[steps - 1] != point.last_time):
+            raise ResumeError(
+                f"{point.run_id}: its candle data changed (step {steps} was "
+                f"{point.last_time.isoformat() if point.last_time else '-'}); resume needs the "
+                "same files; nothing was changed"
+            )
+        saved_models = self.store._model_rows()
+        self.store.restore_models(point.run_id)
+        counter = _CountingSink()
+        self._sink = counter
+        self.engine.journal = cast(Journal, counter)
+        self._redrive = _Redrive(
+            point.run_id, self.store.recorded_fills(point.run_id, point.last_time)
+        )
+        self._stepped = []
+        try:
+            for index in range(steps):
+                self.advance_to(times[index])
+                if progress is not None:
+                    progress(index + 1, len(times))
+            self._redrive.finish()
+            recorded = self.store.recorded_decisions(point.run_id, point.last_time)
+            if counter.count != recorded:
+                raise ResumeError(
+                    f"{point.run_id}: the re-drive made {counter.count} journal rows where the "
+                    f"run recorded {recorded}: the plugins or their versions changed since it "
+                    "started; nothing was changed, start a new run"
+                )
+        except BaseException:
+            with self.store.connection:
+                self.store.connection.execute("BEGIN")
+                self.store.connection.execute("DELETE FROM model_versions")
+                self.store.connection.executemany(
+                    "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?)", saved_models
+                )
+            raise
+        finally:
+            self._sink = self.journal
+            self.engine.journal = self.journal
+            self._redrive = None
+        self.store.discard_after(point, steps, self.wall_clock())
+        self._steps_done = steps
+        return steps
 
     def report(self, times: Sequence[datetime]) -> RunReport:
         reader = self.journal.reader()
@@ -678,6 +1045,59 @@ class Runtime:
         )
 
 
+class _Sink(Protocol):
+    """Where the runtime's own journal rows go: the journal, or a counter while re-driving."""
+
+    def record(self, decision: Any) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def record(self, decision: Any) -> None:
+        self.count += 1
+
+    def flush(self) -> None:
+        return None
+
+
+class _Redrive:
+    """The recorded fills of the committed prefix, checked candle time by candle time."""
+
+    def __init__(self, run_id: str, fills: dict[str, list[tuple[Any, ...]]]) -> None:
+        self.run_id = run_id
+        self.fills = fills
+
+    def check(self, now: datetime, fills: Sequence[tuple[str, Fill]]) -> None:
+        expected = self.fills.pop(now.isoformat(), [])
+        made = [(book, *_fill_row(fill)) for book, fill in fills]
+        if made != expected:
+            raise ResumeError(
+                f"{self.run_id}: the re-drive diverged at {now.isoformat()}: the run recorded "
+                f"{len(expected)} fill(s), the re-drive made {len(made)} "
+                f"({_first_difference(expected, made)}); the data, the plugins or their versions "
+                "changed since it started; nothing was changed, start a new run"
+            )
+
+    def finish(self) -> None:
+        if self.fills:
+            first = min(self.fills)
+            raise ResumeError(
+                f"{self.run_id}: the run recorded fills at {first} that the re-drive never "
+                "reached; nothing was changed, start a new run"
+            )
+
+
+def _first_difference(expected: Sequence[tuple[Any, ...]], made: Sequence[tuple[Any, ...]]) -> str:
+    for before, now in zip(expected, made, strict=False):
+        if before != now:
+            return f"recorded {before[:3]} ..., re-driven {now[:3]} ..."
+    return "one list is a prefix of the other"
+
+
 def _engine_decision(
     runtime: Runtime,
     now: datetime,
@@ -720,9 +1140,61 @@ def _timeframe_seconds(timeframe: str) -> int:
     return _TIMEFRAMES.get(timeframe, 300)
 
 
+def load_recorded(
+    point: ResumePoint, extra_plugins: Sequence[Any] = ()
+) -> tuple[Policy, PluginSet, dict[str, Policy]]:
+    """The policies a run used, rebuilt from the effective documents recorded in the store
+    (never from the files as they are now), the plugins they enable, and the reloads by
+    candle time. Raises ResumeError when a rebuilt policy's hash is not the recorded one."""
+    from dataclasses import replace
+
+    from aios.app import declarations
+    from aios.policy import PolicyInvalid
+    from aios.policy.loader import build_policy
+    from aios.policy.yaml_source import parse_text
+    from aios.registry import discover
+
+    documents = [json.loads(document) for _, _, _, document in point.policies]
+    section = documents[0].get("plugins") if isinstance(documents[0], dict) else None
+    allow = list((section or {}).get("allow") or [])
+    deny = list((section or {}).get("deny") or [])
+    plugins = discover([str(x) for x in allow], [str(x) for x in deny], list(extra_plugins))
+    sections, metrics = declarations(plugins)
+    rebuilt: list[tuple[str, Policy]] = []
+    for (time, recorded_hash, sources, text), _ in zip(point.policies, documents, strict=True):
+        where = f"<{point.run_id} policy {time or 'at start'}>"
+        try:
+            policy = build_policy(
+                [parse_text(text, where)], env={}, sections=sections, metrics=metrics
+            )
+        except (PolicyInvalid, ValueError) as exc:
+            raise ResumeError(
+                f"{point.run_id}: its recorded policy {time or 'at start'} no longer validates "
+                f"with the installed plugins: {exc}"
+            ) from None
+        if policy.hash != recorded_hash:
+            raise ResumeError(
+                f"{point.run_id}: its recorded policy {time or 'at start'} now means something "
+                f"else (hash {policy.hash[:12]}, recorded {recorded_hash[:12]}): the schema or a "
+                "plugin's defaults changed since the run started"
+            )
+        rebuilt.append((time, replace(policy, sources=sources)))
+    start = rebuilt[0][1]
+    return start, plugins, {time: policy for time, policy in rebuilt[1:]}
+
+
 def load_series(data_dir: Path, symbols: Sequence[str] | None) -> dict[str, list[Candle]]:
     """The candle files of `data_dir` for the policy's universe (all files when it names none)."""
     return load_directory(data_dir, list(symbols) if symbols else None)
 
 
-__all__ = ["OrderAction", "RunReport", "Runtime", "Store", "load_series"]
+__all__ = [
+    "OrderAction",
+    "ResumeError",
+    "ResumePoint",
+    "RunReport",
+    "Runtime",
+    "Store",
+    "load_recorded",
+    "load_series",
+]

@@ -64,6 +64,18 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 #: ccxt exception classes (matched by name, so ccxt need not be imported to classify) meaning
 #: "the venue answered and refused": not a sign that the venue is unhealthy.
 _REFUSALS = frozenset({"ExchangeError"})
+#: ccxt's class for "no such order" (a refusal that answers a reconciliation question).
+_NOT_FOUND = frozenset({"OrderNotFound"})
+#: ccxt options per venue for what aios trades: spot markets only (the venue broker is spot
+#: only), and no private currency listing on every start.
+_SPOT_OPTIONS: dict[str, dict[str, Any]] = {
+    "binance": {
+        "defaultType": "spot",
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+    },
+}
 
 
 class VenueError(BrokerError):
@@ -75,6 +87,8 @@ class VenueError(BrokerError):
         self.call = call
         #: False when the request certainly never left this process (breaker open, closed venue).
         self.sent = sent
+        #: The venue answered that the order does not exist (ccxt OrderNotFound).
+        self.not_found = False
 
 
 class VenueUnavailable(VenueError):
@@ -118,6 +132,16 @@ def _is_refusal(exc: BaseException) -> bool:
     return any(cls.__name__ in _REFUSALS for cls in type(exc).__mro__)
 
 
+def _rebase(urls: Any, base: str) -> Any:
+    """Every URL of a ccxt `urls['api']` tree with its scheme and host replaced by `base`."""
+    if isinstance(urls, str):
+        match = re.match(r"^[a-z]+://[^/]+", urls)
+        return base.rstrip("/") + urls[match.end() :] if match else urls
+    if isinstance(urls, Mapping):
+        return {key: _rebase(value, base) for key, value in urls.items()}
+    return urls
+
+
 class CcxtVenue:
     """A ccxt exchange behind timeouts, a circuit breaker and key redaction.
 
@@ -153,6 +177,17 @@ class CcxtVenue:
         config, self._secrets = self._credentials(env)
         self.authenticated = "apiKey" in config
         config.update({"enableRateLimit": True, "timeout": math.ceil(self.timeout_s * 1000)})
+        config["enableLastJsonResponse"] = True  # to tell a malformed answer from an empty one
+        if exchange_id in _SPOT_OPTIONS:
+            config["options"] = dict(_SPOT_OPTIONS[exchange_id])
+        #: `AIOS_<ID>_API_URL`: send every REST call to this origin instead (a local mirror,
+        #: a recording proxy, the test suite's fake venue). Never from the policy.
+        self.api_url = env.get(f"{env_prefix(exchange_id)}_API_URL") or None
+        if self.api_url is not None and not re.match(r"^https?://[^/\s]+/?$", self.api_url):
+            raise ValueError(
+                f"{env_prefix(exchange_id)}_API_URL must be an origin like "
+                f"http://127.0.0.1:8080, got {self.api_url!r}"
+            )
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
@@ -160,6 +195,13 @@ class CcxtVenue:
         )
         self._thread.start()
         factory = exchange_factory or ccxt_exchange
+        if exchange_factory is None:
+            # Imported here, not on the loop under the call timeout: importing ccxt takes
+            # seconds, and a slow import is not a venue that failed to answer.
+            try:
+                importlib.import_module("ccxt.async_support")
+            except ImportError:
+                pass  # ccxt_exchange explains it
         try:
             # Built on the loop's thread: ccxt binds its throttler and session to the running loop.
             self._exchange = self._run(self._build(factory, config, sandbox), "connect")
@@ -356,6 +398,60 @@ class CcxtVenue:
             raise
         return dict(order)
 
+    def fetch_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        """The venue's record of the order sent under `client_order_id` (ccxt's unified order
+        structure), or None when the venue has no such order. Raises VenueError otherwise."""
+        call = f"fetch_order({client_order_id})"
+        self._require_keys(call)
+        try:
+            order = self._call(
+                "fetch_order",
+                None,
+                symbol,
+                {"clientOrderId": client_order_id},
+                what=client_order_id,
+            )
+        except VenueError as error:
+            if error.not_found:
+                return None
+            raise
+        return dict(order)
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        """Orders resting on the venue (of `symbol`, or all when the venue allows it)."""
+        self._require_keys("fetch_open_orders")
+        return [dict(o) for o in self._call("fetch_open_orders", symbol, what=symbol or "")]
+
+    def cancel_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        """Cancel the order sent under `client_order_id`; None when the venue has no such
+        (open) order."""
+        call = f"cancel_order({client_order_id})"
+        self._require_keys(call)
+        try:
+            order = self._call(
+                "cancel_order",
+                None,
+                symbol,
+                {"clientOrderId": client_order_id},
+                what=client_order_id,
+            )
+        except VenueError as error:
+            if error.not_found:
+                return None
+            raise
+        return dict(order)
+
+    def balances(self) -> dict[str, float]:
+        """Total (free + used) balance per currency, as the venue reports it."""
+        self._require_keys("fetch_balance")
+        result = self._call("fetch_balance", what="all")
+        totals = result.get("total") or {}
+        return {
+            str(currency): float(amount)
+            for currency, amount in totals.items()
+            if isinstance(amount, (int, float)) and not isinstance(amount, bool)
+        }
+
     def balance(self, quote: str) -> float:
         """Free balance of the `quote` currency (0 when the venue reports none)."""
         self._require_keys(f"fetch_balance({quote})")
@@ -403,6 +499,8 @@ class CcxtVenue:
         exchange = factory(self.exchange_id, config)
         if sandbox:
             exchange.set_sandbox_mode(True)
+        if self.api_url is not None:
+            exchange.urls["api"] = _rebase(exchange.urls["api"], self.api_url)
         return exchange
 
     @staticmethod
@@ -482,12 +580,33 @@ class CcxtVenue:
                 exchange=self.exchange_id,
                 call=call,
             )
+            failure.not_found = any(cls.__name__ in _NOT_FOUND for cls in type(exc).__mro__)
         else:
-            self.breaker.record_success()
-            return result
+            malformed = self._malformed_answer()
+            if malformed is None:
+                self.breaker.record_success()
+                return result
+            # ccxt builds its structures even from an answer it could not parse (a balance of
+            # nothing, an order with no id): that is a failed call, never a zero balance.
+            self.breaker.record_failure()
+            failure = VenueUnavailable(
+                f"{self.exchange_id}: {call} failed: the answer is not valid JSON ({malformed})",
+                exchange=self.exchange_id,
+                call=call,
+            )
         logger.warning("%s", failure)
         # Raised outside the except block: ccxt's exception (maybe quoting a key) is not chained.
         raise failure
+
+    def _malformed_answer(self) -> str | None:
+        """The start of the last HTTP answer when ccxt could not parse it as JSON, else None
+        (read from ccxt's public `last_http_response` / `last_json_response`; calls are made
+        one at a time, so the last answer is this call's)."""
+        raw = getattr(self._exchange, "last_http_response", None)
+        parsed = getattr(self._exchange, "last_json_response", None)
+        if isinstance(raw, str) and raw.strip() and parsed is None:
+            return self.redact(raw.strip()[:60])
+        return None
 
     def _describe(self, exc: BaseException) -> str:
         return self.redact(f"{type(exc).__name__}: {exc}")

@@ -63,15 +63,32 @@ Stops are client-side
 
 Cash is the venue's free quote balance, fetched at most once per candle time and again after
 every fill; when the venue cannot be reached the last known balance is used (and logged).
-equity(prices) = cash + sum of quantity x price over open positions. Positions live in memory
-only: a restart forgets them (the holdings stay on the venue, untracked).
+equity(prices) = cash + sum of quantity x price over open positions.
+
+Restarts (with a `VenueStore`)
+    Every order is written to the store before it is sent and updated with the answer; open
+    positions are written after every change. A new broker over the same store starts with
+    those positions and with every order that may exist on the venue (sent, no answer; or
+    resting) frozen, and `reconcile()` asks the venue, order by order (by client id):
+    * found filled, partly filled or cancelled: *adopted*, the fills booked, the position
+      unfrozen; found resting: *cancelled* (this broker cannot watch a resting order), then
+      what filled is booked; not found: it never reached the venue, *resolved* as not placed;
+    * the venue cannot answer: the position stays *frozen* (no order, no client-side stop)
+      until an operator resolves it, and the message says which client id to look up;
+    * a stored position whose base currency the venue no longer holds in full (sold by hand?)
+      is *frozen*, not sold: the numbers are in the message;
+    * a resting order under this store's client-id namespace that nothing here knows of is
+      *cancelled*; other resting orders on the account are left alone.
+    Client ids are mapped to the venue's format (`aios.exchange.client_ids`) by the function
+    given; the store refuses an id already recorded, so no order id is ever sent twice, across
+    restarts too.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -79,6 +96,7 @@ from typing import Any, Protocol
 from aios.exchange.base import BrokerError, Fill, FillKind
 from aios.exchange.book import OrderMemory, PositionBook, stop_trigger
 from aios.exchange.ccxt_venue import VenueError, VenueUnavailable
+from aios.exchange.venue_store import UNRESOLVED, ClientIdTaken, VenueStore
 from aios.model import Candle, ClosedTrade, OrderAction, OrderIntent, OrderType, Position, Side
 
 logger = logging.getLogger(__name__)
@@ -106,6 +124,32 @@ class OrderVenue(Protocol):
     def balance(self, quote: str) -> float: ...
 
     def redact(self, text: str) -> str: ...
+
+
+class ReconcilingVenue(OrderVenue, Protocol):
+    """What reconciliation at start-up needs on top (`CcxtVenue` has it)."""
+
+    def fetch_order_by_client_id(
+        self, client_order_id: str, symbol: str
+    ) -> dict[str, Any] | None: ...
+
+    def cancel_order_by_client_id(
+        self, client_order_id: str, symbol: str
+    ) -> dict[str, Any] | None: ...
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]: ...
+
+    def balances(self) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """One start-up decision about the venue: adopted, cancelled, resolved or frozen."""
+
+    action: str  # adopted | cancelled | resolved | frozen
+    subject: str  # order:<client id> or position:<id>
+    symbol: str
+    detail: str
 
 
 class VenueOrderError(BrokerError):
@@ -227,6 +271,9 @@ class VenueBroker:
         quote_currency: str,
         cash_buffer_pct: float = 0.5,
         dust_ratio: float = 1e-3,
+        store: VenueStore | None = None,
+        venue_client_id: Callable[[str], str] | None = None,
+        client_id_namespace: str | None = None,
     ) -> None:
         if not 0 <= cash_buffer_pct < 100:
             raise ValueError(f"cash_buffer_pct must be in [0, 100), got {cash_buffer_pct}")
@@ -248,6 +295,13 @@ class VenueBroker:
         self._pending: dict[str, _Pending] = {}
         #: Client-side exits that failed inside `on_candle` (which cannot raise), newest last.
         self.errors: list[str] = []
+        self.store = store
+        self._venue_id = venue_client_id or (lambda client_id: client_id)
+        #: The prefix of every venue client id this store sends (None: ids are not mapped,
+        #: and resting orders on the venue are never taken for ours).
+        self.client_id_namespace = client_id_namespace
+        if store is not None:
+            self._restore(store)
 
     # --- the Broker protocol -------------------------------------------------------------------
 
@@ -284,7 +338,10 @@ class VenueBroker:
 
     def submit(self, order: OrderIntent, now: datetime, price: float) -> list[Fill]:
         """Send `order` to the venue at reference `price`; see the module docstring."""
-        return self._memory.once(order.id, lambda: self._submit(order, now, price))
+        try:
+            return self._memory.once(order.id, lambda: self._submit(order, now, price))
+        finally:
+            self._save_positions()
 
     def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
         """Client-side stops against a new closed candle (never raises: failures are logged and
@@ -307,6 +364,7 @@ class VenueBroker:
             trigger = book.exiting or self._protect(book, candle)
             if trigger is not None:
                 fills.extend(self._exit(book, trigger, candle))
+        self._save_positions()
         return fills
 
     # --- extras for operators and tests --------------------------------------------------------
@@ -344,10 +402,184 @@ class VenueBroker:
         book = self._positions.get(intent.position_id)
         if book is not None:
             book.unresolved.discard(client_id)
-        if result is None:
-            self._log(intent, "resolved", detail="never placed")
+        try:
+            if result is None:
+                self._log(intent, "resolved", detail="never placed")
+                return []
+            return self._book_answer(
+                intent, result, now, reference, pending.applied, resolving=True
+            )
+        finally:
+            self._save_positions()
+
+    # --- restarts --------------------------------------------------------------------------------
+
+    def _restore(self, store: VenueStore) -> None:
+        """Positions and possibly-live orders from the store; those orders freeze their
+        positions until `reconcile()` (or `resolve()`) settles them."""
+        for state in store.positions().values():
+            book = _book_from_state(state)
+            self._positions[book.id] = book
+        self._sent.update(store.client_ids())
+        for stored in store.orders(UNRESOLVED):
+            intent = _intent_from_state(stored.intent)
+            applied = _Execution(
+                float(stored.applied.get("filled", 0.0)),
+                float(stored.applied.get("cost", 0.0)),
+                float(stored.applied.get("fee_quote", 0.0)),
+                float(stored.applied.get("fee_base", 0.0)),
+            )
+            self._pending[intent.client_id] = _Pending(intent, applied)
+            frozen = self._positions.get(intent.position_id)
+            if frozen is not None:
+                frozen.unresolved.add(intent.client_id)
+
+    def _save_positions(self) -> None:
+        if self.store is not None:
+            self.store.save_positions(
+                {book.id: _book_state(book) for book in self._positions.values()}
+            )
+
+    def reconcile(
+        self, venue: ReconcilingVenue, now: datetime, symbols: Sequence[str] = ()
+    ) -> list[Reconciliation]:
+        """Settle what the store says may exist on the venue (see the module docstring);
+        every decision is returned, for the journal and the operator."""
+        done: list[Reconciliation] = []
+        for client_id in list(self._pending):
+            intent = self._pending[client_id].intent
+            venue_id = self._venue_id(client_id)
+            subject = f"order:{client_id}"
+            try:
+                found = venue.fetch_order_by_client_id(venue_id, intent.symbol)
+                action = "adopted"
+                if found is not None and str(found.get("status") or "") == "open":
+                    cancelled = venue.cancel_order_by_client_id(venue_id, intent.symbol)
+                    found = venue.fetch_order_by_client_id(venue_id, intent.symbol) or cancelled
+                    action = "cancelled"
+                if found is None:
+                    self.resolve(client_id, None, now)
+                    done.append(
+                        Reconciliation(
+                            "resolved",
+                            subject,
+                            intent.symbol,
+                            f"{venue_id} is not on the venue: it was never placed",
+                        )
+                    )
+                    continue
+                fills = self.resolve(client_id, found, now)
+            except BrokerError as exc:
+                done.append(
+                    Reconciliation(
+                        "frozen",
+                        subject,
+                        intent.symbol,
+                        f"{venue_id} could not be settled ({self.venue.redact(str(exc))}): "
+                        f"position {intent.position_id} stays frozen; look the order up on the "
+                        "venue and resolve it",
+                    )
+                )
+                continue
+            filled = sum(fill.quantity for fill in fills)
+            verb = "cancelled on the venue (it was resting)" if action == "cancelled" else "found"
+            done.append(
+                Reconciliation(
+                    action,
+                    subject,
+                    intent.symbol,
+                    f"{venue_id} {verb}, status {found.get('status')}: {filled:.10g} "
+                    f"{intent.symbol.partition('/')[0]} booked from it",
+                )
+            )
+        done.extend(self._reconcile_positions(venue))
+        done.extend(self._cancel_strays(venue, symbols))
+        self._save_positions()
+        return done
+
+    def _reconcile_positions(self, venue: ReconcilingVenue) -> list[Reconciliation]:
+        if not self._positions:
             return []
-        return self._book_answer(intent, result, now, reference, pending.applied, resolving=True)
+        try:
+            totals = venue.balances()
+        except BrokerError as exc:
+            reason = self.venue.redact(str(exc))
+            for book in self._positions.values():
+                book.unresolved.add("balance")
+            return [
+                Reconciliation(
+                    "frozen",
+                    f"position:{book.id}",
+                    book.symbol,
+                    f"balances unavailable ({reason}); frozen until checked",
+                )
+                for book in self._positions.values()
+            ]
+        held: dict[str, float] = {}
+        for book in self._positions.values():
+            base = book.symbol.partition("/")[0]
+            held[base] = held.get(base, 0.0) + book.quantity
+        done: list[Reconciliation] = []
+        for book in self._positions.values():
+            base = book.symbol.partition("/")[0]
+            on_venue = totals.get(base, 0.0)
+            subject = f"position:{book.id}"
+            if on_venue + self.dust_ratio * held[base] >= held[base]:
+                action, detail = (
+                    "adopted",
+                    (f"{book.quantity:.10g} {base} tracked, the venue holds {on_venue:.10g}"),
+                )
+                if book.unresolved:
+                    action = "frozen"
+                    detail += f"; frozen until {', '.join(sorted(book.unresolved))} is resolved"
+            else:
+                book.unresolved.add("balance")
+                action, detail = (
+                    "frozen",
+                    (
+                        f"aios tracks {held[base]:.10g} {base} in positions, the venue holds only "
+                        f"{on_venue:.10g} (sold outside aios?): frozen, nothing is sold; close or "
+                        "adjust it by hand"
+                    ),
+                )
+            done.append(Reconciliation(action, subject, book.symbol, detail))
+        return done
+
+    def _cancel_strays(
+        self, venue: ReconcilingVenue, symbols: Sequence[str]
+    ) -> list[Reconciliation]:
+        """Resting orders under this store's namespace that nothing here knows of."""
+        prefix = self.client_id_namespace
+        if not prefix:
+            return []
+        known = {self._venue_id(client_id) for client_id in self._pending}
+        done: list[Reconciliation] = []
+        for symbol in sorted(set(symbols) | {b.symbol for b in self._positions.values()}):
+            try:
+                resting = venue.fetch_open_orders(symbol)
+            except BrokerError as exc:
+                done.append(
+                    Reconciliation(
+                        "frozen",
+                        f"symbol:{symbol}",
+                        symbol,
+                        f"open orders unavailable ({self.venue.redact(str(exc))}): not checked",
+                    )
+                )
+                continue
+            for order in resting:
+                venue_id = str(order.get("clientOrderId") or "")
+                if not venue_id.startswith(prefix) or venue_id in known:
+                    continue
+                try:
+                    venue.cancel_order_by_client_id(venue_id, symbol)
+                    detail = f"{venue_id} rested on the venue, unknown to this store: cancelled"
+                    action = "cancelled"
+                except BrokerError as exc:
+                    action = "frozen"
+                    detail = f"{venue_id} could not be cancelled: {self.venue.redact(str(exc))}"
+                done.append(Reconciliation(action, f"order:{venue_id}", symbol, detail))
+        return done
 
     # --- orders --------------------------------------------------------------------------------
 
@@ -462,10 +694,18 @@ class VenueBroker:
             raise VenueOrderError(f"client id {client_id!r} was already used", client_id=client_id)
         self._sent.add(client_id)
         side = "buy" if intent.buy else "sell"
-        what = f"{side} {intent.amount:.10g} {intent.symbol} (client id {client_id})"
+        venue_id = self._venue_id(client_id)
+        what = f"{side} {intent.amount:.10g} {intent.symbol} (client id {venue_id})"
+        if self.store is not None:
+            try:  # write-ahead: a crash from here on leaves the order to reconcile
+                self.store.sending(
+                    client_id, venue_id, intent.position_id, intent.symbol, _intent_state(intent)
+                )
+            except ClientIdTaken as exc:
+                raise VenueOrderError(f"{what}: {exc}", client_id=client_id) from None
         try:
             result = self.venue.create_order(
-                client_id,
+                venue_id,
                 intent.symbol,
                 side,
                 intent.amount,
@@ -495,6 +735,19 @@ class VenueBroker:
         """Keep an order whose outcome only the venue knows for `resolve()`, and freeze its
         position (created first when part of the order filled)."""
         self._pending[intent.client_id] = _Pending(intent, applied or _Execution())
+        if self.store is not None:
+            done = applied or _Execution()
+            self.store.update(
+                intent.client_id,
+                "open" if applied is not None and applied.filled > 0 else "unknown",
+                detail,
+                {
+                    "filled": done.filled,
+                    "cost": done.cost,
+                    "fee_quote": done.fee_quote,
+                    "fee_base": done.fee_base,
+                },
+            )
         book = self._positions.get(intent.position_id)
         if book is not None:
             book.unresolved.add(intent.client_id)
@@ -678,6 +931,12 @@ class VenueBroker:
         )
 
     def _log(self, intent: _Intent, status: str, **answer: Any) -> None:
+        if self.store is not None:
+            self.store.update(
+                intent.client_id,
+                status.removeprefix("resolved: "),
+                str(answer.get("detail", "")),
+            )
         self._orders.append(
             VenueOrder(
                 client_id=intent.client_id,
@@ -744,4 +1003,160 @@ class VenueBroker:
         return last.close if last is not None else book.entry_price
 
 
-__all__ = ["OrderVenue", "VenueBroker", "VenueOrder", "VenueOrderError"]
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _when(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _order_state(order: OrderIntent) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "action": order.action.value,
+        "reason": order.reason,
+        "trace": order.trace,
+        "position_id": order.position_id,
+        "quote_amount": order.quote_amount,
+        "fraction": order.fraction,
+        "order_type": order.order_type.value,
+        "slices": order.slices,
+        "limit_offset_bps": order.limit_offset_bps,
+        "take_profit": order.take_profit,
+        "stop_loss": order.stop_loss,
+        "trailing_stop_pct": order.trailing_stop_pct,
+        "hold_until": _iso(order.hold_until),
+        "confidence": order.confidence,
+        "size_multiplier": order.size_multiplier,
+    }
+
+
+def _intent_state(intent: _Intent) -> dict[str, Any]:
+    """An order as the store keeps it: enough to book the venue's answer after a restart."""
+    return {
+        "client_id": intent.client_id,
+        "order_id": intent.order_id,
+        "position_id": intent.position_id,
+        "symbol": intent.symbol,
+        "kind": intent.kind.value,
+        "amount": intent.amount,
+        "order_type": intent.order_type,
+        "limit_price": intent.limit_price,
+        "reason": intent.reason,
+        "closes": intent.closes,
+        "order": None if intent.order is None else _order_state(intent.order),
+    }
+
+
+def _intent_from_state(state: Mapping[str, Any]) -> _Intent:
+    raw = state.get("order")
+    order = None
+    if isinstance(raw, Mapping):
+        order = OrderIntent(
+            id=str(raw["id"]),
+            symbol=str(raw["symbol"]),
+            side=Side(raw["side"]),
+            action=OrderAction(raw["action"]),
+            reason=str(raw["reason"]),
+            trace=str(raw["trace"]),
+            position_id=raw.get("position_id"),
+            quote_amount=raw.get("quote_amount"),
+            fraction=raw.get("fraction"),
+            order_type=OrderType(raw.get("order_type", "MARKET")),
+            slices=int(raw.get("slices", 1)),
+            limit_offset_bps=float(raw.get("limit_offset_bps", 0.0)),
+            take_profit=raw.get("take_profit"),
+            stop_loss=raw.get("stop_loss"),
+            trailing_stop_pct=raw.get("trailing_stop_pct"),
+            hold_until=_when(raw.get("hold_until")),
+            confidence=raw.get("confidence"),
+            size_multiplier=raw.get("size_multiplier"),
+        )
+    return _Intent(
+        client_id=str(state["client_id"]),
+        order_id=str(state["order_id"]),
+        position_id=str(state["position_id"]),
+        symbol=str(state["symbol"]),
+        kind=FillKind(state["kind"]),
+        amount=float(state["amount"]),
+        order_type=str(state["order_type"]),
+        limit_price=state.get("limit_price"),
+        reason=str(state["reason"]),
+        closes=bool(state["closes"]),
+        order=order,
+    )
+
+
+def _book_state(book: _Book) -> dict[str, Any]:
+    """A position as the store keeps it (every field, so that a restart trades it the same)."""
+    return {
+        "id": book.id,
+        "symbol": book.symbol,
+        "side": book.side.value,
+        "entry_price": book.entry_price,
+        "quantity": book.quantity,
+        "opened_at": book.opened_at.isoformat(),
+        "stop_loss": book.stop_loss,
+        "take_profit": book.take_profit,
+        "initial_stop": book.initial_stop,
+        "trailing_stop_pct": book.trailing_stop_pct,
+        "best_price": book.best_price,
+        "hold_until": _iso(book.hold_until),
+        "confidence": book.confidence,
+        "size_multiplier": book.size_multiplier,
+        "trace": book.trace,
+        "adds": book.adds,
+        "paid": book.paid,
+        "returned": book.returned,
+        "closed_quantity": book.closed_quantity,
+        "closed_entry_value": book.closed_entry_value,
+        "closed_exit_value": book.closed_exit_value,
+        "exiting": None if book.exiting is None else [book.exiting[0].value, book.exiting[1]],
+        "exit_attempts": {kind.value: n for kind, n in book.exit_attempts.items()},
+        "scaled_by": sorted(book.scaled_by),
+    }
+
+
+def _book_from_state(state: Mapping[str, Any]) -> _Book:
+    exiting = state.get("exiting")
+    opened = _when(state["opened_at"])
+    assert opened is not None
+    return _Book(
+        id=str(state["id"]),
+        symbol=str(state["symbol"]),
+        side=Side(state["side"]),
+        entry_price=float(state["entry_price"]),
+        quantity=float(state["quantity"]),
+        opened_at=opened,
+        stop_loss=state.get("stop_loss"),
+        take_profit=state.get("take_profit"),
+        initial_stop=state.get("initial_stop"),
+        trailing_stop_pct=state.get("trailing_stop_pct"),
+        best_price=float(state["best_price"]),
+        hold_until=_when(state.get("hold_until")),
+        confidence=state.get("confidence"),
+        size_multiplier=state.get("size_multiplier"),
+        trace=str(state.get("trace", "")),
+        adds=int(state.get("adds", 0)),
+        paid=float(state.get("paid", 0.0)),
+        returned=float(state.get("returned", 0.0)),
+        closed_quantity=float(state.get("closed_quantity", 0.0)),
+        closed_entry_value=float(state.get("closed_entry_value", 0.0)),
+        closed_exit_value=float(state.get("closed_exit_value", 0.0)),
+        exiting=None if not exiting else (FillKind(exiting[0]), str(exiting[1])),
+        exit_attempts={FillKind(k): int(n) for k, n in (state.get("exit_attempts") or {}).items()},
+        scaled_by=set(state.get("scaled_by") or ()),
+    )
+
+
+__all__ = [
+    "OrderVenue",
+    "Reconciliation",
+    "ReconcilingVenue",
+    "VenueBroker",
+    "VenueOrder",
+    "VenueOrderError",
+]

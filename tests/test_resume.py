@@ -1,0 +1,357 @@
+"""Crash-safe resume and graceful stops, in subprocesses.
+
+A replay killed with SIGKILL (between candle times, or in the middle of one, right after an
+order was journaled and before the broker filled it) and then `aios run --resume`d must end with
+exactly the journal, fills, equity samples and report of an uninterrupted run on the same data,
+policy and seed. SIGTERM ends a run after the current candle time with exit 0 and a report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aios.state import database_path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT = REPO / "policies" / "default.yaml"
+LIMIT = 600
+OVERLAY = (
+    "baseline:\n  min_confidence: 0.55\nsubsystems:\n  signal_model:\n    min_confidence: 0.55\n"
+)
+JOURNAL = "run_id, cycle, time, subsystem, hook, subject, symbol, trace, proposal, mode, outcome, applied, reason, policy_hash"
+FILLS = (
+    "run_id, book, order_id, position_id, symbol, side, kind, time, price, quantity, fee, reason"
+)
+EQUITY = "run_id, book, time, equity, exposure"
+ENV = {k: v for k, v in os.environ.items() if not k.startswith(("QT_AI_", "AIOS_"))}
+
+
+def aios(*args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "aios", *(str(a) for a in args)]
+
+
+def run_args(state: Path, overlay: Path, *extra: str | Path) -> list[str]:
+    return aios(
+        "run",
+        "--policy",
+        DEFAULT,
+        "--policy",
+        overlay,
+        "--limit",
+        str(LIMIT),
+        "--state-dir",
+        state,
+        "--no-watch",
+        "--quiet",
+        *extra,
+    )
+
+
+def rows(state: Path, query: str) -> list[tuple[object, ...]]:
+    connection = sqlite3.connect(database_path(state), timeout=10)
+    try:
+        return connection.execute(query).fetchall()
+    finally:
+        connection.close()
+
+
+def committed_steps(state: Path) -> int:
+    if not database_path(state).exists():
+        return 0
+    try:
+        found = rows(state, "SELECT steps FROM run_progress")
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+    return int(found[0][0]) if found else 0
+
+
+def wait_for_steps(process: subprocess.Popen[bytes], state: Path, steps: int) -> None:
+    """Until the run has committed `steps` candle times (the signal is the store itself)."""
+    deadline = time.monotonic() + 120
+    while committed_steps(state) < steps:
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the run did not progress"
+        time.sleep(0.005)
+
+
+def snapshot(state: Path) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        "journal": rows(state, f"SELECT {JOURNAL} FROM decisions ORDER BY time, id"),
+        "fills": rows(state, f"SELECT {FILLS} FROM fills ORDER BY id"),
+        "equity": rows(state, f"SELECT {EQUITY} FROM equity ORDER BY rowid"),
+    }
+
+
+@pytest.fixture(scope="module")
+def overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy") / "overlay.yaml"
+    path.write_text(OVERLAY, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    tmp_path_factory: pytest.TempPathFactory, overlay: Path
+) -> Iterator[tuple[dict[str, list[tuple[object, ...]]], dict[str, object]]]:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    report = root / "report.json"
+    subprocess.run(
+        run_args(root / "state", overlay, "--json", report), check=True, env=ENV, timeout=300
+    )
+    expected = snapshot(root / "state")
+    assert expected["fills"], "the reference run trades"
+    yield expected, json.loads(report.read_text())
+
+
+def resume(state: Path, report: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        aios("run", "--resume", "--state-dir", state, "--no-watch", "--quiet", "--json", report),
+        env=ENV,
+        timeout=300,
+        capture_output=True,
+        text=True,
+    )
+
+
+def assert_same_as_uninterrupted(
+    state: Path,
+    report: Path,
+    uninterrupted: tuple[dict[str, list[tuple[object, ...]]], dict[str, object]],
+) -> None:
+    expected, expected_report = uninterrupted
+    got = snapshot(state)
+    for table in ("journal", "fills", "equity"):
+        assert got[table] == expected[table], f"{table} differs from the uninterrupted run"
+    assert json.loads(report.read_text()) == expected_report
+    assert rows(state, "SELECT status FROM runs") == [("finished",)]
+
+
+def test_kill_9_between_candle_times_then_resume_matches_an_uninterrupted_run(
+    tmp_path: Path,
+    overlay: Path,
+    uninterrupted: tuple[dict[str, list[tuple[object, ...]]], dict[str, object]],
+) -> None:
+    state = tmp_path / "state"
+    process = subprocess.Popen(run_args(state, overlay), env=ENV)
+    wait_for_steps(process, state, 96)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    assert rows(state, "SELECT status FROM runs") == [("running",)]  # killed, not finished
+    killed_at = committed_steps(state)
+    assert 96 <= killed_at < LIMIT
+
+    report = tmp_path / "report.json"
+    resumed = resume(state, report)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(state, report, uninterrupted)
+    ((redriven,),) = rows(state, "SELECT redriven_steps FROM run_resumes")
+    assert redriven == killed_at
+
+
+KILL_ON_ORDER = """
+import os, signal, sys
+from pathlib import Path
+from aios import app
+from aios.exchange.paper import PaperBroker
+from aios.runtime import Runtime, load_series
+
+default, overlay, data, state, limit, kill_at = sys.argv[1:]
+files = [Path(default), Path(overlay)]
+policy, plugins = app.load(files, env={})
+submitted = 0
+
+class KillingBroker(PaperBroker):
+    def submit(self, order, now, price):
+        global submitted
+        submitted += 1
+        if submitted == int(kill_at):  # the engine journaled this order and flushed: act, die
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().submit(order, now, price)
+
+spec = {"kind": "replay", "data_dir": data, "limit": int(limit),
+        "policy_files": [str(f.resolve()) for f in files]}
+runtime = Runtime(policy, plugins, load_series(Path(data), policy.get("universe", "symbols")),
+                  Path(state), lambda p: KillingBroker.from_policy(p), spec=spec)
+runtime.run(int(limit))
+"""
+
+
+def test_kill_9_after_an_order_was_journaled_then_resume_places_it_once(
+    tmp_path: Path,
+    overlay: Path,
+    uninterrupted: tuple[dict[str, list[tuple[object, ...]]], dict[str, object]],
+) -> None:
+    from aios.data import bundled_data_dir
+
+    state = tmp_path / "state"
+    expected_fills = uninterrupted[0]["fills"]
+    kill_at = max(2, len(expected_fills) // 3)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILL_ON_ORDER,
+            str(DEFAULT),
+            str(overlay),
+            str(bundled_data_dir().resolve()),
+            str(state),
+            str(LIMIT),
+            str(kill_at),
+        ],
+        env=ENV,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    # The order being acted on when the process died was journaled (flushed before acting)
+    # and has no fill recorded yet.
+    journaled = {
+        subject.removeprefix("order:")
+        for (subject,) in rows(state, "SELECT subject FROM decisions WHERE subject LIKE 'order:%'")
+    }
+    filled = {order_id for (order_id,) in rows(state, "SELECT order_id FROM fills")}
+    expected_counts: dict[object, int] = {}
+    for fill in expected_fills:
+        expected_counts[fill[2]] = expected_counts.get(fill[2], 0) + 1
+    in_flight = (journaled - filled) & set(expected_counts)
+    assert in_flight, "the kill happened between journaling an order and its fill"
+
+    report = tmp_path / "report.json"
+    resumed = resume(state, report)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(state, report, uninterrupted)
+    for order_id in in_flight:  # filled once after the resume, as in the uninterrupted run
+        ((count,),) = rows(state, f"SELECT COUNT(*) FROM fills WHERE order_id = '{order_id}'")
+        assert count == expected_counts[order_id]
+
+
+def test_sigterm_finishes_the_cycle_writes_the_report_and_exits_0_then_resumes(
+    tmp_path: Path,
+    overlay: Path,
+    uninterrupted: tuple[dict[str, list[tuple[object, ...]]], dict[str, object]],
+) -> None:
+    state = tmp_path / "state"
+    stopped_report = tmp_path / "stopped.json"
+    process = subprocess.Popen(
+        run_args(state, overlay, "--json", stopped_report), env=ENV, stderr=subprocess.PIPE
+    )
+    wait_for_steps(process, state, 64)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert b"aios run --resume" in stderr
+    stopped = json.loads(stopped_report.read_text())
+    assert 64 <= stopped["candles"] < LIMIT
+    assert rows(state, "SELECT status FROM runs") == [("stopped",)]
+    # Every stepped candle time is committed: equity samples, cursor and report agree.
+    assert committed_steps(state) == stopped["candles"]
+    assert rows(state, "SELECT COUNT(DISTINCT time) FROM equity") == [(stopped["candles"],)]
+
+    report = tmp_path / "report.json"
+    resumed = resume(state, report)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_as_uninterrupted(state, report, uninterrupted)
+
+
+def test_sigint_stops_the_same_way(tmp_path: Path, overlay: Path) -> None:
+    state = tmp_path / "state"
+    process = subprocess.Popen(run_args(state, overlay), env=ENV, stderr=subprocess.PIPE)
+    wait_for_steps(process, state, 32)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert rows(state, "SELECT status FROM runs") == [("stopped",)]
+    assert rows(state, "SELECT report IS NOT NULL FROM runs") == [(1,)]
+
+
+# --- refusals, in process ----------------------------------------------------------------------
+
+
+def stopped_run(state: Path, data: Path, overlay: Path, steps: int) -> None:
+    """A replay stopped (as by SIGTERM) after `steps` candle times."""
+    from aios import app as application
+    from aios.exchange.paper import PaperBroker
+    from aios.runtime import Runtime, load_series
+
+    files = [DEFAULT, overlay]
+    policy, plugins = application.load(files, env={})
+    spec = {
+        "kind": "replay",
+        "data_dir": str(data),
+        "limit": LIMIT,
+        "policy_files": [str(f) for f in files],
+    }
+    series = load_series(data, policy.get("universe", "symbols"))
+    runtime = Runtime(policy, plugins, series, state, PaperBroker.from_policy, spec=spec)
+
+    def progress(done: int, total: int) -> None:
+        if done == steps:
+            runtime.stop.set()
+
+    runtime.run(LIMIT, progress)
+
+
+def test_resume_refuses_a_run_whose_data_changed_and_changes_nothing(
+    tmp_path: Path, overlay: Path
+) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from aios.cli import app
+    from aios.data import bundled_data_dir
+
+    data = tmp_path / "data"
+    shutil.copytree(bundled_data_dir(), data)
+    state = tmp_path / "state"
+    stopped_run(state, data, overlay, 450)
+    before = snapshot(state)
+    assert before["fills"], "the prefix traded"
+    for csv in data.glob("*.csv"):  # every price after the header moves by a hair
+        lines = csv.read_text().splitlines()
+        edited = [lines[0]]
+        for line in lines[1:]:
+            cells = line.split(",")
+            cells[1:5] = [repr(float(cell) * 1.001) for cell in cells[1:5]]
+            edited.append(",".join(cells))
+        csv.write_text("\n".join(edited) + "\n")
+
+    result = CliRunner().invoke(app, ["run", "--resume", "--state-dir", str(state), "--quiet"])
+    assert result.exit_code == 1
+    assert "diverged" in result.output or "changed" in result.output, result.output
+    assert "Traceback" not in result.output
+    assert snapshot(state) == before
+    assert rows(state, "SELECT status FROM runs") == [("stopped",)]
+    assert rows(state, "SELECT COUNT(*) FROM run_resumes") == [(0,)]
+
+
+def test_resume_refuses_finished_runs_and_run_options(tmp_path: Path, overlay: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aios.cli import app
+
+    state = tmp_path / "state"
+    cli = CliRunner()
+    nothing = cli.invoke(app, ["run", "--resume", "--state-dir", str(state)])
+    assert nothing.exit_code == 1
+    assert "nothing to resume" in nothing.output
+    done = cli.invoke(
+        app,
+        ["run", "-p", str(DEFAULT), "--limit", "5", "--state-dir", str(state), "-q", "--no-watch"],
+    )
+    assert done.exit_code == 0, done.output
+    finished = cli.invoke(app, ["run", "--resume", "--state-dir", str(state)])
+    assert finished.exit_code == 1
+    assert "run-1 is finished" in finished.output
+    mixed = cli.invoke(app, ["run", "--resume", "--limit", "3", "--state-dir", str(state)])
+    assert mixed.exit_code == 2
+    assert "drop --limit" in mixed.output
