@@ -15,12 +15,14 @@ is the evidence that makes promotion decidable.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from time import perf_counter
+from typing import Any, TypeVar
 
 from aios.journal import Decision, Journal
 from aios.model import (
@@ -58,7 +60,7 @@ from aios.model import (
 from aios.model_registry import ModelRegistry, ModelVersion
 from aios.numeric import population_stdev
 from aios.policy import Policy
-from aios.registry import HookResult, PluginSet, call_each
+from aios.registry import HookResult, PluginSet
 
 SAFETY = "safety"
 ENGINE = "engine"
@@ -68,6 +70,24 @@ ALL_DIRECTIVES = frozenset(DirectiveKind)
 BLOCKING_DIRECTIVES = frozenset(DirectiveKind)  # each of them forbids new trades
 RECENT_TRADES_WINDOW = 20
 VOLATILITY_LOOKBACK = 20
+_OUTCOMES = {Mode.ENFORCED: "applied", Mode.ADVISORY: "advisory"}
+
+_T = TypeVar("_T")
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def replace(obj: _T, **changes: Any) -> _T:
+    """`dataclasses.replace` for the engine's records, without its per-call introspection (the
+    engine makes several new contexts and intents per signal): the same new object."""
+    cls = type(obj)
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = _INIT_FIELDS[cls] = tuple(
+            f.name
+            for f in dataclasses.fields(obj)  # type: ignore[arg-type]
+            if f.init
+        )
+    return cls(*[changes[name] if name in changes else getattr(obj, name) for name in names])
 
 
 @dataclass
@@ -173,6 +193,11 @@ class Engine:
         self.models = models
         self._modes: dict[str, Mode] = {}
         self._modes_of: Policy | None = None
+        self._effective: dict[str, Mode] = {}
+        self._effective_of: tuple[Policy, Stage] | None = None
+        self._impls: dict[
+            str, tuple[list[Any], tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]]
+        ] = {}
         self.cycle = 0
         self.health: dict[str, PluginHealth] = {name: PluginHealth() for name in plugins.plugins}
         self.actual = _Book("actual")
@@ -200,7 +225,15 @@ class Engine:
         return mode
 
     def effective_mode(self, subsystem: str) -> Mode:
-        return effective_mode(self.own_mode(subsystem), self.stage)
+        """The lower of the subsystem's own mode and the stage's cap (memoised per policy and
+        stage, like `own_mode`)."""
+        memo_of = self._effective_of
+        if memo_of is None or memo_of[0] is not self.policy or memo_of[1] is not self.stage:
+            self._effective, self._effective_of = {}, (self.policy, self.stage)
+        mode = self._effective.get(subsystem)
+        if mode is None:
+            mode = self._effective[subsystem] = effective_mode(self.own_mode(subsystem), self.stage)
+        return mode
 
     def _tripped(self, subsystem: str) -> bool:
         state = self.health.get(subsystem)
@@ -210,7 +243,10 @@ class Engine:
         return self._now < state.tripped_until
 
     def _should_call(self, subsystem: str) -> bool:
-        return self.own_mode(subsystem) is not Mode.OFF and not self._tripped(subsystem)
+        if self.own_mode(subsystem) is Mode.OFF:
+            return False
+        state = self.health.get(subsystem)
+        return state is None or state.tripped_until is None or not self._tripped(subsystem)
 
     def _fails_closed(self, subsystem: str) -> bool:
         section = self.policy.get("subsystems", subsystem, default={})
@@ -220,7 +256,7 @@ class Engine:
 
     @staticmethod
     def _outcome(mode: Mode) -> str:
-        return {Mode.ENFORCED: "applied", Mode.ADVISORY: "advisory"}.get(mode, "observed")
+        return _OUTCOMES.get(mode, "observed")
 
     def applied(self, subsystem: str) -> bool:
         return self.effective_mode(subsystem) is Mode.ENFORCED
@@ -247,17 +283,50 @@ class Engine:
         if state.consecutive_failures >= limit and self._now is not None:
             state.tripped_until = self._now + timedelta(seconds=cooldown)
 
+    def _implementations(
+        self, hook: str
+    ) -> tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]:
+        """(plugin name, function, argument names) of a hook's implementations, in registration
+        order. Remembered per hook while the manager's implementations stay the same objects
+        (pluggy's `get_name` is a scan over every plugin: once per hook, not once per call)."""
+        impls = getattr(self.plugins.manager.hook, hook).get_hookimpls()
+        cached = self._impls.get(hook)
+        if cached is None or cached[0] != impls:
+            manager = self.plugins.manager
+            entries = tuple(
+                (manager.get_name(impl.plugin) or "?", impl.function, tuple(impl.argnames))
+                for impl in impls
+            )
+            cached = self._impls[hook] = (impls, entries)
+        return cached[1]
+
     def _call(self, ctx: CycleContext, hook: str, subject: str, **kwargs: Any) -> list[HookResult]:
-        """Call a hook's implementations one by one; journal failures; keep health counts."""
-        results = call_each(
-            self.plugins.manager,
-            hook,
-            {"ctx": ctx, **kwargs},
-            self._should_call,
-            self._record_failure,
-        )
-        for result in results:
-            state = self.health.setdefault(result.plugin, PluginHealth())
+        """Call a hook's implementations one by one, so that one raising stops no other (what
+        `aios.registry.call_each` does, inlined: this is the engine's innermost loop); journal
+        failures; keep health counts. Only the arguments an implementation declares are passed."""
+        results: list[HookResult] = []
+        implementations = self._implementations(hook)
+        if not implementations:
+            return results
+        kwargs["ctx"] = ctx
+        health = self.health
+        for name, function, argnames in implementations:
+            if not self._should_call(name):
+                continue
+            started = perf_counter()
+            try:
+                value = function(*[kwargs[arg] for arg in argnames])
+            except Exception as exc:  # isolation: the engine decides what a failure means
+                self._record_failure(name, exc)
+                result = HookResult(
+                    name, None, f"{type(exc).__name__}: {exc}", perf_counter() - started
+                )
+            else:
+                result = HookResult(name, value, None, perf_counter() - started)
+            results.append(result)
+            state = health.get(name)
+            if state is None:
+                state = health[name] = PluginHealth()
             state.calls += 1
             state.seconds += result.seconds
             if result.error is None:

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -76,21 +76,73 @@ class Decision:
 
 
 def to_jsonable(value: Any) -> Any:
-    """Records, enums, datetimes and mappings as plain JSON values (for the journal and --json)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+    """Records, enums, datetimes and mappings as plain JSON values (for the journal and --json).
+
+    Every journal row goes through here, so the kind of conversion is decided once per type
+    (`_converter`), not by a chain of isinstance checks per value."""
+    cls = type(value)
+    if cls in _PLAIN:
         return value
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = [to_jsonable(v) for v in value]
-        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
-    return str(value)
+    convert = _CONVERTERS.get(cls)
+    if convert is None:
+        convert = _CONVERTERS[cls] = _converter(cls)
+    return convert(value)
+
+
+_PLAIN: frozenset[type] = frozenset({type(None), bool, int, float, str})
+_CONVERTERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _enum_value(value: Enum) -> Any:
+    return value.value
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
+
+
+def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return [to_jsonable(v) for v in value]
+
+
+def _unordered(value: Any) -> list[Any]:
+    return sorted((to_jsonable(v) for v in value), key=str)
+
+
+def _converter(cls: type) -> Callable[[Any], Any]:
+    """How values of `cls` become JSON values; the rules, in the order they apply."""
+    if issubclass(cls, (bool, int, float, str)):
+        return _identity
+    if issubclass(cls, Enum):
+        return _enum_value
+    if issubclass(cls, datetime):
+        return _isoformat
+    if dataclasses.is_dataclass(cls) and not issubclass(cls, type):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+
+        def record(value: Any) -> dict[str, Any]:
+            return {name: to_jsonable(getattr(value, name)) for name in names}
+
+        return record
+    if issubclass(cls, Mapping):
+        return _mapping
+    if issubclass(cls, (set, frozenset)):
+        return _unordered
+    if issubclass(cls, (list, tuple)):
+        return _sequence
+    return str
+
+
+#: One encoder for every row (`json.dumps` with options builds a new one per call).
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def _row(decision: Decision) -> tuple[Any, ...]:
@@ -103,7 +155,7 @@ def _row(decision: Decision) -> tuple[Any, ...]:
         decision.subject,
         decision.symbol,
         decision.trace,
-        json.dumps(to_jsonable(decision.proposal), sort_keys=True, separators=(",", ":")),
+        _ENCODER.encode(to_jsonable(decision.proposal)),
         decision.mode,
         decision.outcome,
         1 if decision.applied else 0,

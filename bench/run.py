@@ -24,9 +24,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import pluggy
-
-import aios.engine
 from aios.app import load
 from aios.data import bundled_data_dir, symbol_from_filename
 from aios.engine import Engine
@@ -584,20 +581,18 @@ def entry_cycle() -> Callable[[], object]:
 
 
 def recorded_hook_calls(cycle: Callable[[], object]) -> list[tuple[str, dict[str, Any]]]:
-    """The call_each calls one entry cycle makes (hook name and arguments), in order."""
+    """The hook calls one entry cycle makes through `Engine._call` (hook name and the arguments
+    its implementations are offered), in order."""
     calls: list[tuple[str, dict[str, Any]]] = []
+    original = Engine._call
 
-    def counting(
-        manager: pluggy.PluginManager,
-        hook_name: str,
-        kwargs: Mapping[str, Any],
-        should_call: Callable[[str], bool],
-        on_error: Callable[[str, BaseException], None] | None = None,
+    def recording(
+        engine: Engine, ctx: CycleContext, hook: str, subject: str, **kwargs: Any
     ) -> list[HookResult]:
-        calls.append((hook_name, dict(kwargs)))
-        return call_each(manager, hook_name, kwargs, should_call, on_error)
+        calls.append((hook, {"ctx": ctx, **kwargs}))
+        return original(engine, ctx, hook, subject, **kwargs)
 
-    with mock.patch.object(aios.engine, "call_each", counting):
+    with mock.patch.object(Engine, "_call", recording):
         cycle()
     return calls
 

@@ -141,16 +141,36 @@ def required_candles(features: Sequence[str]) -> int:
     return max(FEATURES[name][0] for name in features)
 
 
+#: Feature rows already computed, by (closes, volumes, features). A row is a pure function of
+#: its window, and the same windows come back: the signal model computes the row of every new
+#: candle, and each retraining (and the bootstrap model) rebuilds rows over hundreds of candles
+#: that inference already saw. Bounded; cleared when full (a miss only costs the computation).
+_ROW_CACHE: dict[
+    tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]], tuple[float, ...] | None
+] = {}
+ROW_CACHE_SIZE = 16384
+
+
 def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) -> list[float] | None:
     """Feature values at the last element of the series (already cut to the window); None when
     the window is too short or a value does not exist (a zero price, say)."""
     if len(closes) < required_candles(features):
         return None
+    key = (tuple(closes), tuple(volumes), tuple(features))
+    if key in _ROW_CACHE:
+        cached = _ROW_CACHE[key]
+        return None if cached is None else list(cached)
+    values: list[float] | None
     try:
         values = [FEATURES[name][1](closes, volumes) for name in features]
     except (ZeroDivisionError, OverflowError):
-        return None
-    return values if all(math.isfinite(v) for v in values) else None
+        values = None
+    if values is not None and not all(math.isfinite(v) for v in values):
+        values = None
+    if len(_ROW_CACHE) >= ROW_CACHE_SIZE:
+        _ROW_CACHE.clear()
+    _ROW_CACHE[key] = None if values is None else tuple(values)
+    return values
 
 
 def extract_features(candles: Sequence[Candle], features: Sequence[str]) -> dict[str, float] | None:

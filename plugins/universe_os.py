@@ -33,6 +33,7 @@ from aios.hookspecs import hookimpl
 from aios.model import Candle, CycleContext, UniverseProposal
 from aios.numeric import population_stdev
 from aios.plugin import Subsystem
+from plugins._windows import WindowCache
 
 #: Candle length of each `universe.timeframe` the schema allows, in seconds.
 TIMEFRAME_SECONDS: Mapping[str, int] = {
@@ -80,6 +81,11 @@ class UniverseOS(Subsystem):
 
     name = "universe_os"
 
+    def __init__(self) -> None:
+        # Per-candle quote volumes and returns, computed once per candle (see plugins._windows);
+        # the results are those of `quote_volume` and `volatility_pct`, bit for bit.
+        self._windows = WindowCache()
+
     @hookimpl
     def aios_universe(self, ctx: CycleContext, candidates: Sequence[str]) -> UniverseProposal:
         settings = self.settings(ctx)
@@ -89,12 +95,15 @@ class UniverseOS(Subsystem):
         eligible: list[tuple[str, float]] = []
         for symbol in symbols:
             reason = self._listed_out(symbol, settings)
-            history: Sequence[Candle] = ()
             if reason is None:
                 history = ctx.market.history(symbol, lookback)
-                reason = self._filtered_out(ctx, symbol, history, settings)
+                series = self._windows.series(symbol)
+                start = series.locate(history)
+                volume = series.quote_volume(start, len(history))
+                returns = series.returns_in(start, len(history))
+                reason = self._filtered_out(ctx, symbol, history, settings, volume, returns)
             if reason is None:
-                eligible.append((symbol, quote_volume(history)))
+                eligible.append((symbol, volume))
             else:
                 excluded[symbol] = reason
 
@@ -127,10 +136,12 @@ class UniverseOS(Subsystem):
         symbol: str,
         history: Sequence[Candle],
         settings: Mapping[str, Any],
+        volume: float,
+        returns: Sequence[float] | None,
     ) -> str | None:
         dynamic = settings["dynamic"]
         if dynamic["enabled"]:
-            reason = self._dynamic(ctx, symbol, history, dynamic)
+            reason = self._dynamic(ctx, symbol, history, dynamic, volume, returns)
             if reason is not None:
                 return reason
         brake = settings["emergency_brake"]
@@ -140,10 +151,17 @@ class UniverseOS(Subsystem):
 
     @staticmethod
     def _dynamic(
-        ctx: CycleContext, symbol: str, history: Sequence[Candle], dynamic: Mapping[str, Any]
+        ctx: CycleContext,
+        symbol: str,
+        history: Sequence[Candle],
+        dynamic: Mapping[str, Any],
+        volume: float,
+        returns: Sequence[float] | None,
     ) -> str | None:
+        """`volume` is `quote_volume(history)`; `returns` the returns `volatility_pct` would
+        compute (None: compute them here)."""
         count = len(history)
-        volume, min_volume = quote_volume(history), float(dynamic["min_quote_volume"])
+        min_volume = float(dynamic["min_quote_volume"])
         if volume < min_volume:
             return (
                 f"quote volume {_fmt(volume)} over {count} candles "
@@ -152,7 +170,10 @@ class UniverseOS(Subsystem):
         spread, max_spread = ctx.market.spread_bps(symbol), float(dynamic["max_spread_bps"])
         if spread is not None and spread > max_spread:
             return f"spread {_fmt(spread)} bps > max_spread_bps {_fmt(max_spread)}"
-        volatility = volatility_pct(history)
+        if returns is None:
+            volatility = volatility_pct(history)
+        else:
+            volatility = population_stdev(returns) if returns else None
         low, high = float(dynamic["min_volatility_pct"]), float(dynamic["max_volatility_pct"])
         if volatility is None:
             return f"volatility unknown: {count} candle(s), at least 2 needed"

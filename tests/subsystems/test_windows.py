@@ -1,0 +1,99 @@
+"""The per-candle caches of the hot path give exactly what the straightforward computation gives.
+
+Universe OS reads quote volume and returns from `plugins._windows`; the feature rows of the
+signal model and retraining come from a memo in `plugins._logistic`. Both are checked here on
+real candles (the bundled files), bit for bit, for windows as a replay asks for them (one more
+candle each cycle) and for arbitrary windows in arbitrary order (hypothesis).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import plugins._logistic as logistic
+from aios.data import bundled_data_dir, load_csv_candles
+from aios.market import InMemoryMarket
+from aios.model import Candle
+from aios.numeric import population_stdev
+from plugins._windows import SLACK, CandleSeries
+from plugins.universe_os import quote_volume, volatility_pct
+
+LOOKBACK = 288
+
+
+@cache
+def real(name: str = "ETH_BTC") -> list[Candle]:
+    return load_csv_candles(bundled_data_dir() / f"{name}-5m.csv")
+
+
+def cached_figures(series: CandleSeries, window: list[Candle]) -> tuple[float, float | None]:
+    start = series.locate(window)
+    returns = series.returns_in(start, len(window))
+    assert returns is not None
+    volatility = population_stdev(returns) if returns else None
+    return series.quote_volume(start, len(window)), volatility
+
+
+def test_a_replay_sees_the_same_figures_as_the_plain_computation() -> None:
+    candles = real()
+    market = InMemoryMarket({"ETH/BTC": candles})
+    series = CandleSeries()
+    # long enough to trim the cache (LOOKBACK + SLACK candles) at least once
+    assert len(candles) > LOOKBACK + SLACK + 100
+    for candle in candles[: LOOKBACK + SLACK + 100]:
+        market.advance(candle.time)
+        window = list(market.history("ETH/BTC", LOOKBACK))
+        assert cached_figures(series, window) == (quote_volume(window), volatility_pct(window))
+    assert len(series.candles) <= LOOKBACK + SLACK
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ETH_BTC", "LTC_BTC", "XMR_BTC"]),
+            st.integers(min_value=0, max_value=1500),
+            st.integers(min_value=0, max_value=400),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_any_window_in_any_order_matches(requests: list[tuple[str, int, int]]) -> None:
+    """Windows of several symbols, backwards, overlapping, empty: one cache, exact results
+    (a window of another symbol has other candles, so the cache is rebuilt, never misused)."""
+    series = CandleSeries()
+    for name, start, length in requests:
+        window = real(name)[start : start + length]
+        assert cached_figures(series, window) == (quote_volume(window), volatility_pct(window))
+
+
+@given(st.integers(min_value=0, max_value=1400), st.integers(min_value=1, max_value=80))
+def test_feature_rows_from_the_memo_equal_fresh_ones(start: int, length: int) -> None:
+    features = tuple(logistic.FEATURES)
+    candles = real()[start : start + length]
+    logistic._ROW_CACHE.clear()
+    fresh = logistic.extract_features(candles, features)
+    again = logistic.extract_features(candles, features)  # from the memo
+    assert fresh == again
+    closes = [c.close for c in candles[-logistic.FEATURE_WINDOW :]]
+    volumes = [c.volume for c in candles[-logistic.FEATURE_WINDOW :]]
+    if fresh is None:
+        assert len(closes) < logistic.required_candles(features)
+    else:
+        assert list(fresh.values()) == [logistic.FEATURES[n][1](closes, volumes) for n in features]
+
+
+def test_training_rows_reuse_inference_rows_exactly() -> None:
+    """A dataset built after inference saw the same candles (memo hits) equals one built from
+    an empty memo."""
+    features = tuple(logistic.FEATURES)
+    candles = real()[:400]
+    logistic._ROW_CACHE.clear()
+    cold = logistic.build_dataset(candles, features)
+    for end in range(60, 400):
+        logistic.extract_features(candles[:end], features)
+    warm = logistic.build_dataset(candles, features)
+    assert (cold.x == warm.x).all() and (cold.y == warm.y).all() and cold.times == warm.times
