@@ -362,6 +362,7 @@ def explain(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     policy: Annotated[
         Optional[list[Path]],  # noqa: UP045
         typer.Option(
@@ -388,6 +389,12 @@ def run(
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no text report.")
+    ] = False,
+    profile_hooks: Annotated[
+        bool,
+        typer.Option(
+            "--profile-hooks", help="At the end, print the time spent per plugin and hook."
+        ),
     ] = False,
     watch: Annotated[
         bool,
@@ -430,6 +437,10 @@ def run(
             "live order placement is not available yet: run with --dry-run (real market data, "
             "fills booked on the paper exchange)"
         )
+    if profile_hooks:
+        from aios.hooktrace import profile_until_close
+
+        profile_until_close(ctx)
     files = list(policy) if policy else default_policy_files()
     loaded, plugins = load_or_exit(files)
     if exchange.startswith("ccxt:"):
