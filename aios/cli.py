@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from aios.cli_plugins import plugins_app
+
 if TYPE_CHECKING:
     from aios.policy import Issue, Policy
 
@@ -633,6 +635,7 @@ stage_app = typer.Typer(
     help="The integration stage: status, promotion, demotion, history.", no_args_is_help=True
 )
 app.add_typer(stage_app, name="stage")
+app.add_typer(plugins_app, name="plugins")
 
 
 def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[Any, Any]:
