@@ -275,9 +275,8 @@ def test_hook_aios_adjust_signal(aios_harness: Factory) -> None:
     observed = aios_harness([Tight()], modes={"tight": "OBSERVE"})
     result = observed.entry_cycle(eth(observed), signals=[signal("ETH/BTC")])
     [baseline] = result.orders  # the baseline's 6 % / 8 %
-    assert baseline.take_profit == pytest.approx(106.0) and baseline.stop_loss == pytest.approx(
-        92.0
-    )
+    assert baseline.take_profit == pytest.approx(106.0)
+    assert baseline.stop_loss == pytest.approx(92.0)
     [shadow] = result.shadow_orders
     assert shadow.take_profit == pytest.approx(103.0)
 
