@@ -316,8 +316,8 @@ def check_plugins(loaded: Loaded) -> list[Finding]:
                 )
             )
     findings += _probe_metrics(loaded, declared)
-    for error in loaded.policy_errors:
-        findings.append(Finding("error", "policy", "<policy>", error))
+    for error in loaded.policy_errors:  # the first line says what and where
+        findings.append(Finding("error", "policy", "<policy>", error.splitlines()[0]))
     return findings
 
 
@@ -365,11 +365,10 @@ def _probe_metrics(loaded: Loaded, declared: dict[str, set[str]]) -> list[Findin
     """Call each `aios_collect_metrics` once on a sample cycle: what it returns must be declared."""
     from aios.metrics import CORE_METRICS
     from aios.registry import call_each
-    from aios.testing import context
+    from aios.testing import context, default_policy
 
-    policy = loaded.policy
-    if policy is None:  # the policy errors are reported; there is nothing to probe with
-        return []
+    # With an invalid policy (reported on its own), probe with the bundled default instead.
+    policy = loaded.policy if loaded.policy is not None else default_policy()
     symbols = [str(s) for s in policy.get("universe", "symbols", default=[]) or []]
     ctx = context(policy, market_view=_sample_market(symbols))
     findings: list[Finding] = []

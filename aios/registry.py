@@ -7,6 +7,7 @@ import is skipped and the engine runs on); ambiguity is fatal (two plugins with 
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import re
@@ -96,6 +97,21 @@ def _contract_problem(plugin: Any) -> str | None:
     return None
 
 
+def _unknown_hooks(manager: pluggy.PluginManager, plugin: Any) -> str | None:
+    """Implementations whose name matches no hook (what `check_pending` catches), with a hint."""
+    known = [n for n, c in vars(manager.hook).items() if getattr(c, "spec", None) is not None]
+    problems = []
+    for caller in manager.get_hookcallers(plugin) or ():
+        if caller.spec is not None:
+            continue
+        if all(impl.optionalhook for impl in caller.get_hookimpls() if impl.plugin is plugin):
+            continue
+        close = difflib.get_close_matches(caller.name, known, n=1)
+        hint = f"did you mean {close[0]}?" if close else "a misspelt hook name?"
+        problems.append(f"{caller.name} matches no hook of the contract ({hint})")
+    return "; ".join(problems) or None
+
+
 def _implementation_problem(manager: pluggy.PluginManager, plugin: Any) -> str | None:
     """Implementations the engine cannot call: wrappers (it dispatches itself) and coroutines."""
     for hook_caller in manager.get_hookcallers(plugin) or ():
@@ -137,13 +153,10 @@ def add_plugin(
     except (pluggy.PluginValidationError, ValueError) as exc:
         plugins.problems.append(LoadProblem(source, f"refused: {exc}", "hooks"))
         return None
-    try:
-        plugins.manager.check_pending()
-    except pluggy.PluginValidationError as exc:
+    unknown = _unknown_hooks(plugins.manager, plugin)
+    if unknown:
         plugins.manager.unregister(plugin)
-        plugins.problems.append(
-            LoadProblem(source, f"refused: {exc} (a misspelt hook name?)", "hooks")
-        )
+        plugins.problems.append(LoadProblem(source, f"refused: {unknown}", "hooks"))
         return None
     problem = _implementation_problem(plugins.manager, plugin)
     if problem:
