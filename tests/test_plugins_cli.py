@@ -175,7 +175,7 @@ def test_each_problem_is_reported_with_the_plugin_and_exit_status_1(
         "warning section: declares no policy section (aios_policy_section): subsystems.silent cannot be configured, so it stays OFF",
     ]
     assert messages(report, "<policy>") == [  # the invalid section makes the policy invalid
-        """<plugins>: (root): "nmber" is not valid under any of the schemas listed in the 'anyOf' keyword"""
+        """error policy: <plugins>: (root): "nmber" is not valid under any of the schemas listed in the 'anyOf' keyword"""
     ]
     assert messages(report, "Missing") == [
         "error import: failed to import: AttributeError: module 'badplugs_module' has no attribute 'Missing'"
