@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from aios.cli import app as cli
-from aios.hooktrace import HookProfile, summarize
 from aios.hookspecs import hookimpl
+from aios.hooktrace import HookProfile, summarize
 from aios.model import EntryIntent, EntryVerdict, PolicySection, RiskMode, Side
 from aios.registry import HookCall, observing, plugin_set
 from aios.testing import Harness, signal
