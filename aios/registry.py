@@ -282,11 +282,11 @@ def call_each(
 
     Implementations run in registration order (`get_hookimpls()` lists them so; a plain pluggy
     call would run them last-registered first). Only the arguments an implementation declares
-    are passed. Observers (`observing`, `AIOS_TRACE=1`) see each call after it returns.
+    are passed. Observers (`observing`, `AIOS_TRACE=1`) see each implementation's call once the hook's
+    implementations have run.
     """
     hook = getattr(manager.hook, hook_name)
     results: list[HookResult] = []
-    observers = _observers
     for impl in hook.get_hookimpls():
         name = manager.get_name(impl.plugin) or "?"
         if not should_call(name):
@@ -297,17 +297,25 @@ def call_each(
         except Exception as exc:  # isolation: the engine decides what a failure means
             if on_error is not None:
                 on_error(name, exc)
-            result = HookResult(
-                name, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started
+            results.append(
+                HookResult(
+                    name, None, f"{type(exc).__name__}: {exc}", time.perf_counter() - started
+                )
             )
-        else:
-            result = HookResult(name, value, None, time.perf_counter() - started)
-        results.append(result)
-        if observers:
-            call = HookCall(hook_name, name, result.seconds, result.value, result.error, kwargs)
-            for observer in observers:
-                observer(call)
+            continue
+        results.append(HookResult(name, value, None, time.perf_counter() - started))
+    if _observers:  # the only cost when nothing observes: one truth test per hook call
+        _notify(hook_name, kwargs, results)
     return results
+
+
+def _notify(hook_name: str, kwargs: Mapping[str, Any], results: Sequence[HookResult]) -> None:
+    for result in results:
+        call = HookCall(
+            hook_name, result.plugin, result.seconds, result.value, result.error, kwargs
+        )
+        for observer in _observers:
+            observer(call)
 
 
 def plugin_set(objects: Iterable[Any]) -> PluginSet:
