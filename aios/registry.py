@@ -97,6 +97,34 @@ def _contract_problem(plugin: Any) -> str | None:
     return None
 
 
+def _argument_problem(manager: pluggy.PluginManager, plugin: Any) -> str | None:
+    """An implementation declaring an argument its hook does not pass (pluggy's message, made
+    readable, with a did-you-mean)."""
+    for attribute in dir(plugin):
+        if not attribute.startswith(f"{PROJECT}_"):
+            continue
+        caller = getattr(manager.hook, attribute, None)
+        spec = getattr(caller, "spec", None)
+        function = getattr(plugin, attribute, None)
+        if (
+            spec is None
+            or not callable(function)
+            or manager.parse_hookimpl_opts(plugin, attribute) is None
+        ):
+            continue
+        try:
+            parameters = list(inspect.signature(function).parameters)
+        except (TypeError, ValueError):
+            continue
+        passed = list(spec.argnames)
+        for argument in parameters:
+            if argument not in passed:
+                close = difflib.get_close_matches(argument, passed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                return f"{attribute} declares the argument {argument!r}, which this hook does not pass (it passes {', '.join(passed) or 'nothing'}){hint}"
+    return None
+
+
 def _unknown_hooks(manager: pluggy.PluginManager, plugin: Any) -> str | None:
     """Implementations whose name matches no hook (what `check_pending` catches), with a hint."""
     known = [n for n, c in vars(manager.hook).items() if getattr(c, "spec", None) is not None]
@@ -147,6 +175,10 @@ def add_plugin(
     problem = _contract_problem(plugin)
     if problem:
         plugins.problems.append(LoadProblem(source, problem, "contract"))
+        return None
+    problem = _argument_problem(plugins.manager, plugin)
+    if problem:
+        plugins.problems.append(LoadProblem(source, f"refused: {problem}", "hooks"))
         return None
     try:
         plugins.manager.register(plugin, name=name)

@@ -388,16 +388,20 @@ class Harness:
             return policy
         from aios.policy.schema import bundled_path
 
-        overlays = []
+        # named so that an error's location says which argument it came from
+        overlays: list[tuple[str, str]] = []
         if self.modes:
-            overlays.append(_yaml({"subsystems": {n: {"mode": m} for n, m in self.modes.items()}}))
+            modes = {"subsystems": {n: {"mode": m} for n, m in self.modes.items()}}
+            overlays.append(("modes.yaml", _yaml(modes)))
         if policy is not None:
-            overlays.append(_yaml(policy))
-        overlays.append(f"subsystems:\n  {HARNESS_SIGNALS}:\n    mode: ENFORCED\n")
+            overlays.append(("policy.yaml", _yaml(policy)))
+        overlays.append(
+            ("harness.yaml", f"subsystems:\n  {HARNESS_SIGNALS}:\n    mode: ENFORCED\n")
+        )
         with tempfile.TemporaryDirectory(prefix="aios-harness-") as directory:
             paths: list[Path] = [bundled_path("policies") / "default.yaml"]
-            for index, text in enumerate(overlays):
-                path = Path(directory) / f"overlay-{index}.yaml"
+            for filename, text in overlays:
+                path = Path(directory) / filename
                 path.write_text(text, encoding="utf-8")
                 paths.append(path)
             return load_policy(paths, env={}, sections=self.sections, metrics=self.metrics)
@@ -489,6 +493,10 @@ class Harness:
         """One entry cycle at the clock's time. `signals` enter the pipeline as if a signal
         source had produced them (their symbols must be in the policy's universe and market)."""
         view = self._market_view(market)
+        if signals and self.engine.own_mode(HARNESS_SIGNALS) is Mode.OFF:
+            raise HarnessError(
+                "signals= needs the harness's signal source, which this policy does not enable: pass the policy as an overlay (YAML text or a mapping) instead of a Policy"
+            )
         candidates = set(self.engine._candidates(view))
         for item in signals:
             if item.symbol not in candidates:

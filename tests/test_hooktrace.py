@@ -211,3 +211,21 @@ def test_async_and_wrapper_implementations_are_refused_at_load() -> None:
         "refused: aios_filter_entry is an async function; aios hooks are synchronous (return a value, do the I/O elsewhere)",
         "refused: aios_filter_entry is a wrapper implementation; aios hooks take plain implementations (timing and tracing are built in: AIOS_TRACE=1)",
     ]
+
+
+def test_an_argument_the_hook_does_not_pass_is_refused_with_a_hint() -> None:
+    class Typo:
+        name = "argument_typo"
+
+        @hookimpl
+        def aios_filter_entry(self, ctx: Any, intnt: Any) -> None:
+            return None
+
+    plugins = plugin_set([Typo()])
+    assert plugins.plugins == {}
+    assert [(p.kind, p.message) for p in plugins.problems] == [
+        (
+            "hooks",
+            "refused: aios_filter_entry declares the argument 'intnt', which this hook does not pass (it passes ctx, intent); did you mean 'intent'?",
+        )
+    ]
