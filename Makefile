@@ -41,6 +41,7 @@ bench: $(VENV)/.installed-run
 
 docs: $(VENV)/.installed-run
 	$(BIN)/aios schema --markdown --output docs/policy-reference.md
+	$(BIN)/python -m aios.plugin_docs docs/plugins.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

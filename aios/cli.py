@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from aios.cli_bus import register as register_bus_commands
+from aios.cli_plugins import plugins_app
 
 if TYPE_CHECKING:
     from aios.policy import Issue, Policy
@@ -364,6 +365,7 @@ def explain(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     policy: Annotated[
         Optional[list[Path]],  # noqa: UP045
         typer.Option(
@@ -390,6 +392,12 @@ def run(
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar and no text report.")
+    ] = False,
+    profile_hooks: Annotated[
+        bool,
+        typer.Option(
+            "--profile-hooks", help="At the end, print the time spent per plugin and hook."
+        ),
     ] = False,
     watch: Annotated[
         bool,
@@ -458,6 +466,10 @@ def run(
             "live order placement is not available yet: run with --dry-run (real market data, "
             "fills booked on the paper exchange)"
         )
+    if profile_hooks:
+        from aios.hooktrace import profile_until_close
+
+        profile_until_close(ctx)
     files = list(policy) if policy else default_policy_files()
     loaded, plugins = load_or_exit(files)
     if exchange.startswith("ccxt:"):
@@ -748,6 +760,7 @@ stage_app = typer.Typer(
     help="The integration stage: status, promotion, demotion, history.", no_args_is_help=True
 )
 app.add_typer(stage_app, name="stage")
+app.add_typer(plugins_app, name="plugins")
 
 
 def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[Any, Any]:

@@ -21,8 +21,17 @@ How the engine calls hooks (unlike a plain pluggy call):
   from any filter blocks). "Decisive" hooks: one answer is applied; when several plugins answer,
   the precedence is safety > self_healing > coordinator > the others, then registration order.
 * **Arguments by name.** An implementation may declare only the arguments it uses.
-* **No wrappers.** aios hooks do not support `wrapper=True` implementations: the engine
-  dispatches itself. Timing and tracing are built into the engine.
+* **No wrappers, no coroutines.** The engine dispatches each implementation itself, so a
+  `wrapper=True` / `hookwrapper=True` or `async def` implementation is refused at load. Timing
+  and tracing are built in: `AIOS_TRACE=1` logs every call, `aios run --profile-hooks` sums them.
+
+**Versioning.** `CONTRACT_VERSION` is MAJOR.MINOR. A minor release only adds (a hook, an optional
+argument a plugin may declare, a field with a default on a record); anything that could break an
+existing plugin (a hook removed or renamed, an argument or a record field changed or removed, a
+changed meaning) is a new major. A plugin declares the version it was written against,
+`aios_contract = "1.0"`, as a literal: it is refused at load, with a message naming both
+versions, when the major differs or its minor is newer than this aios's. docs/plugins.md has
+the reference (generated from this module) and the history.
 
 Plugins may keep private, learned state (an RL agent's values, a supervisor's window): that is
 theirs. They must not keep references to the records they are given beyond what they learn.
@@ -60,8 +69,8 @@ if TYPE_CHECKING:
     from aios.policy import Policy
 
 PROJECT = "aios"
-#: The version of this contract. A plugin may declare `aios_contract = "1"`; a plugin declaring a
-#: version with another major number is refused at load.
+#: The version of this contract (see "Versioning" above). A plugin declares the version it was
+#: written against, `aios_contract = "1.0"`; another major, or a newer minor, is refused at load.
 CONTRACT_VERSION = "1.0"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -95,16 +104,19 @@ def aios_metrics() -> Sequence[MetricSpec] | None:
 
 @hookspec
 def aios_health(ctx: CycleContext) -> HealthReport | None:
-    """Report this plugin's health (or a component it watches) at the start of an entry cycle.
+    """Report this plugin's health (or a component it watches), each entry cycle.
 
-    Collected. Reports feed self-healing's directives and `aios status`. Reporting nothing is
+    Called after `aios_collect_metrics`, so `ctx.metrics` holds every metric. Collected. Reports feed self-healing's directives and `aios status`. Reporting nothing is
     fine; failing is itself recorded as unhealthy.
     """
 
 
 @hookspec
 def aios_collect_metrics(ctx: CycleContext) -> Mapping[str, float] | None:
-    """Provide values for declared metrics, read by trigger conditions this cycle. Collected."""
+    """Provide values for declared metrics, read by trigger conditions this cycle.
+
+    Called first in every entry cycle, with the core metrics already in `ctx.metrics`; the
+    values are visible to every later hook of the cycle. Collected."""
 
 
 @hookspec
@@ -138,30 +150,35 @@ def aios_signals(ctx: CycleContext, symbol: str) -> Sequence[Signal] | None:
 
 
 @hookspec
-def aios_adjust_signal(ctx: CycleContext, signal: Signal) -> TpSlProposal | None:
-    """Propose TP and SL distances (percent) for a signal, already scaled by the risk mode.
-    Decisive (dynamic TP/SL)."""
-
-
-@hookspec
 def aios_observe_signal(
     ctx: CycleContext, signal: Signal, threshold: float, accepted: bool
 ) -> None:
-    """Observe a signal and whether it passed the confidence threshold (model supervision).
-    Returns nothing; outcomes arrive through `aios_trade_closed`."""
+    """Observe a signal and whether it passes the confidence threshold (model supervision).
+
+    Called for every signal, before the gates (threshold, open position, directives, universe)
+    decide its fate. Returns nothing; outcomes arrive through `aios_trade_closed`."""
 
 
 @hookspec
-def aios_filter_entry(ctx: CycleContext, intent: EntryIntent) -> EntryVerdict | None:
-    """Pre-trade filter: allow or block an entry with a reason. Collected: any applied block
-    blocks (portfolio caps, cooldowns, ...)."""
+def aios_adjust_signal(ctx: CycleContext, signal: Signal) -> TpSlProposal | None:
+    """Propose TP and SL distances (percent) for a signal, already scaled by the risk mode.
+
+    Called for a signal that passed the gates in at least one book. Decisive (dynamic TP/SL);
+    applied only when `subsystems.dynamic_tpsl.override_baseline` is true."""
 
 
 @hookspec
 def aios_size(ctx: CycleContext, intent: EntryIntent) -> SizeProposal | None:
     """Propose a size: an absolute quote amount (risk-based sizing) and/or a multiplier (an RL
-    agent). Collected: the amount is applied first, then every multiplier, then the policy's
-    bounds."""
+    agent). Called after TP/SL, with the baseline stake in `intent.quote_amount`. Collected: the
+    amount is applied first, then every multiplier, then the risk mode's size multiplier."""
+
+
+@hookspec
+def aios_filter_entry(ctx: CycleContext, intent: EntryIntent) -> EntryVerdict | None:
+    """Pre-trade filter: allow or block an entry with a reason. Called after sizing, with the
+    sized intent; later signals of a cycle see the entries decided before them in
+    `ctx.portfolio`. Collected: any applied block blocks (portfolio caps, cooldowns, ...)."""
 
 
 @hookspec
@@ -198,22 +215,31 @@ def aios_protect(
 
 @hookspec
 def aios_trade_opened(ctx: CycleContext, position: Position) -> None:
-    """A position was opened (filled). For learning and bookkeeping; returns nothing."""
+    """A position was opened (filled). For learning and bookkeeping; returns nothing.
+
+    Called once per shadow-book position (the book proposals shape), at its first fill."""
 
 
 @hookspec
 def aios_trade_closed(ctx: CycleContext, trade: ClosedTrade) -> None:
-    """A position was closed. Rewards (pnl_pct / 100), accuracy, cooldowns learn from this."""
+    """A position was closed. Rewards (pnl_pct / 100), accuracy, cooldowns learn from this.
+
+    Called for the shadow book's trades (the book proposals shape). Returns nothing."""
 
 
 @hookspec
 def aios_tick(ctx: CycleContext) -> Sequence[ModelProposal] | None:
-    """Periodic tick (each plugin's `interval_s`): scheduled work such as retraining. Collected."""
+    """Scheduled work such as retraining: called every entry cycle, after the universe and
+    before signals; a plugin keeps its own schedule (the built-in retraining its `interval_s`).
+
+    Collected. A model proposal `register` is applied from ADVISORY up, `deploy` and
+    `rollback` only when ENFORCED."""
 
 
 @hookspec
 def aios_policy_reloaded(ctx: CycleContext, previous: Policy, current: Policy) -> None:
-    """A new policy was validated and swapped in. Learned state must survive this."""
+    """A new policy was validated and swapped in, between cycles. Learned state must survive
+    this. Returns nothing."""
 
 
 @hookspec

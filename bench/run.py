@@ -710,6 +710,93 @@ def journal_writes(settings: Settings) -> list[Figure]:
     return [Figure("journal.rows_per_s", "rows/s", tuple(samples))]
 
 
+# --- hook observers (AIOS_TRACE, --profile-hooks): what they cost off and on ------------------
+
+
+def _call_each_without_observers(
+    manager: pluggy.PluginManager,
+    hook_name: str,
+    kwargs: Mapping[str, Any],
+    should_call: Callable[[str], bool],
+) -> list[HookResult]:
+    """call_each as it was before observers: the reference the observer check is measured by."""
+    hook = getattr(manager.hook, hook_name)
+    results: list[HookResult] = []
+    for impl in hook.get_hookimpls():
+        name = manager.get_name(impl.plugin) or "?"
+        if not should_call(name):
+            continue
+        started = time.perf_counter()
+        try:
+            value = impl.function(*[kwargs[arg] for arg in impl.argnames])
+        except Exception as exc:
+            results.append(HookResult(name, None, str(exc), time.perf_counter() - started))
+            continue
+        results.append(HookResult(name, value, None, time.perf_counter() - started))
+    return results
+
+
+def hook_observers(settings: Settings) -> list[Figure]:
+    """One call_each of aios_filter_entry over one implementation: without the observer check
+    (reference), as shipped with nothing observing (AIOS_TRACE unset), traced, profiled."""
+    import logging
+
+    from aios.hooktrace import HookProfile, TraceLogger
+    from aios.registry import observing
+
+    calls = 2000 if settings.quick else 20000
+    runs = settings.in_process_runs
+    manager = plugin_set([_Balancer()]).manager
+    signal = Signal("s", ENTRY_SYMBOL, Side.LONG, 0.8, "bench", T0, 100.0)
+    kwargs = {"ctx": None, "intent": EntryIntent(signal, 6.0, 8.0, 0.02, 0.65)}
+    logger = logging.getLogger("aios.trace.bench")
+    logger.propagate, logger.handlers = False, [logging.NullHandler()]
+    logger.setLevel(logging.INFO)
+
+    def loop(function: Callable[..., object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(calls):
+                function(manager, "aios_filter_entry", kwargs, bool)
+
+        return run
+
+    def per_call(run: Callable[[], None]) -> float:
+        started = time.perf_counter()
+        run()
+        return (time.perf_counter() - started) / calls * 1e6
+
+    reference, off, traced, profiled = [], [], [], []
+    loop(call_each)()  # warm-up
+    for _ in range(runs):  # interleaved, so a busy moment hits every variant alike
+        reference.append(per_call(loop(_call_each_without_observers)))
+        off.append(per_call(loop(call_each)))
+        with observing(TraceLogger(logger)):
+            traced.append(per_call(loop(call_each)))
+        with observing(HookProfile()):
+            profiled.append(per_call(loop(call_each)))
+    # The check costs nanoseconds against a noisy microsecond: many short interleaved pairs,
+    # alternating which goes first, and the median of the paired differences.
+    pairs, calls = (21, 500) if settings.quick else (201, 2000)
+    overhead_samples = []
+    for index in range(pairs):
+        first, second = (
+            (_call_each_without_observers, call_each)
+            if index % 2
+            else (call_each, _call_each_without_observers)
+        )
+        timed = {first: per_call(loop(first)), second: per_call(loop(second))}
+        base = timed[_call_each_without_observers]
+        overhead_samples.append((timed[call_each] - base) / base * 100.0)
+    overhead = tuple(overhead_samples)
+    return [
+        Figure("hooks.call_each_reference_us", "us", tuple(reference)),
+        Figure("hooks.call_each_us", "us", tuple(off)),
+        Figure("hooks.trace_off_overhead_pct", "%", overhead, Target(3.0)),
+        Figure("hooks.call_each_traced_us", "us", tuple(traced)),
+        Figure("hooks.call_each_profiled_us", "us", tuple(profiled)),
+    ]
+
+
 BENCHMARKS: list[Benchmark] = [
     policy_load_warm,
     policy_load_cold,
@@ -719,6 +806,7 @@ BENCHMARKS: list[Benchmark] = [
     reload_latency,
     journal_writes,
     replay,
+    hook_observers,
 ]
 
 

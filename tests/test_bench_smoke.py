@@ -35,6 +35,7 @@ EXPECTED_FIGURES = {
     "replay.baseline",
     "replay.peak_rss_mb",
     "journal.mb_per_10k_candles",
+    "hooks.trace_off_overhead_pct",
 }
 
 

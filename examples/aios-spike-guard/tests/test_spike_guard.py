@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aios_spike_guard import SpikeGuard
 
 from aios.model import EntryIntent, Side, Signal
 from aios.policy import Policy
-from aios.testing import T0, candles_from_closes, context, market, policy_with_plugins
+from aios.testing import (
+    T0,
+    Harness,
+    candles_from_closes,
+    context,
+    market,
+    policy_with_plugins,
+    signal,
+)
 
 ENABLED = "subsystems:\n  spike_guard:\n    mode: ENFORCED\n"
 
@@ -42,3 +52,18 @@ def test_metric_is_the_largest_range() -> None:
         "max_candle_range_pct"
     ]
     assert round(value, 4) == 3.0928
+
+
+def test_through_the_engine_a_spike_blocks_the_entry(aios_harness: Callable[..., Harness]) -> None:
+    # the harness fixture comes with aios (pytest11); the default limit is 5 %
+    harness = aios_harness([SpikeGuard()], ENABLED)
+    spiky = harness.market({"ETH/BTC": [100.0, 106.0]})  # range (106 - 100) / 100 = 6 %
+    result = harness.entry_cycle(spiky, signals=[signal("ETH/BTC")])
+    assert result.orders == ()
+    [row] = result.proposals("spike_guard")
+    assert row.applied and row.reason == "blocks: last candle range 6.000% > 5%"
+    harness.clock.advance(minutes=5)
+    calm = harness.market({"ETH/BTC": [100.0, 101.0]})
+    assert [o.symbol for o in harness.entry_cycle(calm, signals=[signal("ETH/BTC")]).orders] == [
+        "ETH/BTC"
+    ]

@@ -33,6 +33,7 @@ def candle_range_pct(ctx: CycleContext, symbol: str) -> float | None:
 
 class SpikeGuard(Subsystem):
     name = "spike_guard"
+    aios_contract = "1.0"  # the hook contract it is written against (a literal, not Subsystem's)
 
     @hookimpl
     def aios_policy_section(self) -> PolicySection:

@@ -1,0 +1,239 @@
+"""`aios plugins list` and `aios plugins check` over installed (entry-point) plugins, good and bad.
+
+Bad plugins are installed the way pip would leave them: a dist-info directory with an
+`entry_points.txt` and a module, on sys.path for the test.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from aios.cli import app as cli
+
+MODULE = """
+from aios.hookspecs import hookimpl
+from aios.metrics import MetricSpec
+from aios.model import PolicySection
+
+
+class Section:
+    aios_contract = "1.0"
+
+    @hookimpl
+    def aios_policy_section(self):
+        return PolicySection(self.name, {"properties": {}})
+
+
+class Typo(Section):
+    name = "typo"
+
+    @hookimpl
+    def aios_filter_entyr(self, ctx):
+        return None
+
+
+class Future(Section):
+    name = "future"
+    aios_contract = "2.0"
+
+
+class BadSchema:
+    name = "bad_schema"
+    aios_contract = "1.0"
+
+    @hookimpl
+    def aios_policy_section(self):
+        return PolicySection(self.name, {"properties": {"limit": {"type": "nmber"}}})
+
+
+class Redefines:
+    name = "redefines"
+    aios_contract = "1.0"
+
+    @hookimpl
+    def aios_policy_section(self):
+        return PolicySection(
+            self.name,
+            {"properties": {"mode": {"type": "string"}, "limit": {"type": "number", "minimum": 1, "default": 0}}},
+        )
+
+
+class Undeclared(Section):
+    name = "undeclared"
+
+    @hookimpl
+    def aios_metrics(self):
+        return [MetricSpec("declared_heat", "0..1", "declared")]
+
+    @hookimpl
+    def aios_collect_metrics(self, ctx):
+        return {"declared_heat": 0.1, "secret_sauce": 1.0}
+
+
+class Clash(Section):
+    name = "clash"
+
+    @hookimpl
+    def aios_metrics(self):
+        return [MetricSpec("drawdown_pct", "%", "mine")]
+
+
+class Wrapper(Section):
+    name = "wrapper"
+
+    @hookimpl(wrapper=True)
+    def aios_filter_entry(self, ctx, intent):
+        return (yield)
+
+
+class Silent:
+    name = "silent"
+
+    @hookimpl
+    def aios_filter_entry(self, ctx, intent):
+        return None
+"""
+
+ENTRY_POINTS = {
+    "typo": "Typo",
+    "future": "Future",
+    "bad_schema": "BadSchema",
+    "redefines": "Redefines",
+    "undeclared": "Undeclared",
+    "clash": "Clash",
+    "wrapper": "Wrapper",
+    "silent": "Silent",
+    "broken": "Missing",
+}
+
+
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: list[str]) -> None:
+    dist = tmp_path / "badplugs-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: badplugs\nVersion: 0.3\n")
+    lines = "\n".join(f"{n} = badplugs_module:{ENTRY_POINTS[n]}" for n in names)
+    (dist / "entry_points.txt").write_text(f"[aios.plugins]\n{lines}\n")
+    (tmp_path / "badplugs_module.py").write_text(textwrap.dedent(MODULE))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+
+
+def check_json(*args: str) -> tuple[int, dict[str, object]]:
+    result = CliRunner().invoke(cli, ["plugins", "check", "--format", "json", *args])
+    return result.exit_code, json.loads(result.output)
+
+
+def messages(report: dict[str, object], plugin: str) -> list[str]:
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    return [
+        f"{f['severity']} {f['kind']}: {f['message']}" for f in findings if plugin in f["plugin"]
+    ]
+
+
+def test_the_built_in_plugins_pass_the_check() -> None:
+    result = CliRunner().invoke(cli, ["plugins", "check", "--strict"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("13 plugins loaded: 0 errors, 0 warnings")
+
+
+def test_each_problem_is_reported_with_the_plugin_and_exit_status_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(tmp_path, monkeypatch, list(ENTRY_POINTS))
+    code, report = check_json()
+    assert code == 1 and report["ok"] is False
+    assert messages(report, "Typo") == [
+        "error hooks: refused: aios_filter_entyr matches no hook of the contract (did you mean aios_filter_entry?)"
+    ]
+    assert messages(report, "Future") == [
+        "error contract: declares hook contract 2.0, this aios provides 1.0 (major 1 required)"
+    ]
+    assert messages(report, "bad_schema") == [
+        "error section: the policy section is not a valid JSON Schema at properties.limit.type: 'nmber' is not valid under any of the given schemas"
+    ]
+    assert messages(report, "redefines") == [
+        "error section: the policy section redefines the common key 'mode' (aios adds enabled, mode and on_error)",
+        "error section: default of subsystems.redefines.limit does not satisfy its own schema: 0 is less than the minimum of 1",
+    ]
+    assert messages(report, "undeclared") == [
+        "error metrics: provides undeclared metric(s) secret_sauce: declare them in aios_metrics"
+    ]
+    assert messages(report, "clash") == [
+        "error metrics: declares metric 'drawdown_pct', already provided by core"
+    ]
+    assert [m.split(":")[0] for m in messages(report, "Wrapper")] == ["error hooks"]
+    assert "aios_filter_entry is a wrapper implementation" in messages(report, "Wrapper")[0]
+    assert messages(report, "silent") == [
+        'warning contract: declares no hook contract version: add aios_contract = "1.0" (the version it is written against)',
+        "warning section: declares no policy section (aios_policy_section): subsystems.silent cannot be configured, so it stays OFF",
+    ]
+    assert messages(report, "<policy>") == [  # the invalid section makes the policy invalid
+        """error policy: <plugins>: (root): "nmber" is not valid under any of the schemas listed in the 'anyOf' keyword"""
+    ]
+    assert messages(report, "Missing") == [
+        "error import: failed to import: AttributeError: module 'badplugs_module' has no attribute 'Missing'"
+    ]
+
+
+def test_warnings_pass_unless_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install(tmp_path, monkeypatch, ["silent"])
+    assert check_json()[0] == 0
+    assert check_json("--strict")[0] == 1
+
+
+def test_a_missing_policy_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["plugins", "check", "-p", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert f"no such file: {tmp_path / 'nope.yaml'}" in result.output
+
+
+def test_list_shows_version_source_hooks_mode_and_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(tmp_path, monkeypatch, ["undeclared", "future"])
+    overlay = tmp_path / "on.yaml"
+    overlay.write_text("subsystems:\n  undeclared:\n    mode: ENFORCED\n")
+    default = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    state = tmp_path / "state"  # no run yet: the policy's initial stage, health "loaded"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "plugins",
+            "list",
+            "--format",
+            "json",
+            "-p",
+            str(default),
+            "-p",
+            str(overlay),
+            "--state-dir",
+            str(state),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    listing = json.loads(result.output)
+    assert listing["stage"] == "OBSERVATION"
+    rows = {row["name"]: row for row in listing["plugins"] if row["loaded"]}
+    assert rows["undeclared"] == {
+        "name": "undeclared",
+        "version": "0.3",
+        "source": "badplugs (badplugs_module:Undeclared)",
+        "hooks": ["aios_collect_metrics", "aios_metrics", "aios_policy_section"],
+        "mode": "ENFORCED",
+        "effective_mode": "OBSERVE",
+        "health": "loaded",
+        "loaded": True,
+    }
+    assert rows["coordinator"]["source"] == "built-in"
+    [refused] = [row for row in listing["plugins"] if not row["loaded"]]
+    assert refused["source"] == "badplugs (badplugs_module:Future)"
+    assert refused["health"].startswith("not loaded: declares hook contract 2.0")
+    text = CliRunner().invoke(cli, ["plugins", "list", "-p", str(default), "-p", str(overlay)])
+    assert "ENFORCED (acts OBSERVE)" in text.output
