@@ -25,10 +25,11 @@ from aios.policy.loader import build_policy
 from aios.policy.yaml_source import SourceDocument, parse_bytes, read_bytes
 from aios.registry import PluginSet
 
-# watchfiles groups OS events for up to DEBOUNCE_MS and yields once no new change arrived for
-# STEP_MS; the snapshot then has to hold still for SETTLE_S. Every STAMP_CHECK_MS without an
+# watchfiles (the OS's notifications: inotify, FSEvents; polling only where it decides they do
+# not work, as on WSL) groups events for up to DEBOUNCE_MS and yields once no new change arrived
+# for STEP_MS; the snapshot then has to hold still for SETTLE_S. Every STAMP_CHECK_MS without an
 # event the snapshot is compared anyway, which catches a change made before the OS watch was
-# armed (or one an OS watch misses, on some network file systems).
+# armed (or one a watch misses: network file systems, a Kubernetes ConfigMap's symlink swap).
 DEBOUNCE_MS = 20
 STEP_MS = 5
 SETTLE_S = 0.010
@@ -198,6 +199,7 @@ class PolicyWatcher:
             step=STEP_MS,
             rust_timeout=STAMP_CHECK_MS,
             yield_on_timeout=True,
+            recursive=False,  # the files' own directories: not a state database below them
         ):
             self.poll(self._stop.wait)
 
