@@ -253,3 +253,43 @@ def test_switched_off_or_unwritable_the_cache_changes_nothing(
     blocker = write(tmp_path, "not-a-directory", "")
     monkeypatch.setenv("AIOS_CACHE_DIR", str(blocker))
     assert app.check(files, env={})[0].get("subsystems", "acme_guard", "limit_pct") == 5
+
+
+CORPUS = sorted((REPO / "tests" / "policy_corpus" / "invalid").glob("*.yaml"))
+
+
+def test_from_a_fresh_cache_every_corpus_file_gets_the_errors_of_a_full_load(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.check([DEFAULT], env={})  # fills the cache
+    for path in CORPUS:
+        standalone = "# standalone" in path.read_text(encoding="utf-8").splitlines()
+        files = [path] if standalone else [DEFAULT, path]
+        with pytest.raises(PolicyInvalid) as expected:
+            app.load(files, env={})
+        with monkeypatch.context() as patched:
+            patched.setattr("aios.registry.discover", no_discovery)
+            with pytest.raises(PolicyInvalid) as cached:
+                app.check(files, env={})
+        assert [str(i) for i in cached.value.issues] == [str(i) for i in expected.value.issues]
+
+
+def test_a_section_json_would_not_give_back_is_not_cached(cache_dir: Path, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    install(site, "1.0", "10")
+    module = site / "acme_guard.py"
+    module.write_text(
+        module.read_text(encoding="utf-8").replace(
+            '"maximum": 10}', '"maximum": 10, "enum": (1, 5)}'
+        ),
+        encoding="utf-8",
+    )
+    sys.path.insert(0, str(site))
+    try:
+        policy, problems = app.check([DEFAULT, write(tmp_path, "acme.yaml", OVERLAY)], env={})
+        assert policy.get("subsystems", "acme_guard", "limit_pct") == 5 and problems == []
+        assert not list(cache_dir.glob("*.json")), "a tuple would come back as a list"
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("acme_guard", None)
