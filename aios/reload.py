@@ -153,6 +153,9 @@ class PolicyWatcher:
             policy = self.source.load_snapshot(snapshot)
         except PolicyInvalid as exc:
             result = ReloadResult(now, False, None, tuple(str(issue) for issue in exc.errors))
+        except Exception as exc:  # a bug must not end the watcher thread, and keeps the policy
+            message = f"the policy could not be loaded: {type(exc).__name__}: {exc}"
+            result = ReloadResult(now, False, None, (message,))
         else:
             if policy.hash == self._current_hash:
                 result = ReloadResult(

@@ -238,3 +238,19 @@ def test_reloads_reusing_an_unchanged_file_match_a_fresh_load(tmp_path: Path) ->
         fresh, _plugins = application.load([DEFAULT, overlay], env={})
         assert taken is not None and taken.document == fresh.document
         assert taken.origins == fresh.origins and taken.hash == fresh.hash
+
+
+def test_an_unexpected_error_while_loading_is_a_failed_reload_not_a_dead_watcher(
+    tmp_path: Path,
+) -> None:
+    watcher, overlay, _loaded = light_setup(tmp_path)
+
+    def broken(snapshot: object) -> Policy:
+        raise RuntimeError("disk on fire")
+
+    watcher.source.load_snapshot = broken  # type: ignore[method-assign,assignment]
+    overlay.write_text("baseline:\n  stake_pct: 2.0\n", encoding="utf-8")
+    result = watcher.poll(Editor(overlay, []).wait)
+    assert result is not None and not result.ok
+    assert result.errors == ("the policy could not be loaded: RuntimeError: disk on fire",)
+    assert watcher.take() == (None, [result])

@@ -1,7 +1,9 @@
 """Safe YAML loading that keeps the position of every key and value.
 
-PyYAML's composer gives us a node graph with marks; we build plain Python values from it
-ourselves instead of using a constructor, so that we can:
+A plain policy (mappings with text keys, lists, untagged scalars: every bundled one) is read in
+one pass over libyaml's events, values and positions together (`_PlainReader`). Anything else,
+and every error, goes through PyYAML's composer: it gives a node graph with marks, from which we
+build plain Python values ourselves instead of using a constructor, so that we can:
 
 * keep (line, column) for every value and every key, so errors point at the right line;
 * reject duplicate keys (PyYAML silently keeps the last one);
