@@ -81,9 +81,13 @@ def cache_file() -> Path | None:
     if os.environ.get(SWITCH_ENV, "").strip().lower() in ("0", "off", "false", "no"):
         return None
     base = os.environ.get(CACHE_DIR_ENV)
-    if not base:
+    if base:
+        base = os.path.abspath(base)
+    else:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         base = os.path.join(xdg, "aios")
+        if not os.path.isabs(base):
+            return None  # no home directory: never a cache relative to wherever aios runs
     interpreter = hashlib.sha256(f"{sys.prefix}\0{sys.executable}".encode()).hexdigest()[:16]
     return Path(base) / f"plugin-declarations-{interpreter}.json"
 
