@@ -3,20 +3,28 @@
 The policy's allow/deny list decides which plugins load, and the loaded plugins decide what a
 valid policy may contain; so the `plugins` section is read first from the raw files, the plugins
 are discovered, and only then is the whole policy validated against the composed schema.
+
+`check` does the same for `aios validate`, from the plugin declaration cache when it is fresh
+(aios/plugin_cache.py), so that validating a policy imports no plugin. The registry, pluggy and
+the data model are imported only when plugins really are loaded.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aios.metrics import CORE_METRICS, MetricSpec
-from aios.model import PolicySection
+from aios import plugin_cache
+from aios.metrics import MetricSpec
+from aios.plugin_cache import Declarations
 from aios.policy import Issue, Location, Policy, PolicyInvalid
 from aios.policy.loader import build_policy, read_files
 from aios.policy.yaml_source import SourceDocument
-from aios.registry import LoadProblem, PluginSet, call_each, discover
+
+if TYPE_CHECKING:
+    from aios.registry import LoadProblem, PluginSet
 
 
 def _plugin_lists(documents: Sequence[SourceDocument]) -> tuple[list[str], list[str]]:
@@ -32,10 +40,13 @@ def _plugin_lists(documents: Sequence[SourceDocument]) -> tuple[list[str], list[
     return allow, deny
 
 
-def declarations(plugins: PluginSet) -> tuple[dict[str, Mapping[str, Any]], dict[str, MetricSpec]]:
-    """The policy sections and metrics the loaded plugins declare (a failing one is reported)."""
-    sections: dict[str, Mapping[str, Any]] = {}
-    metrics: dict[str, MetricSpec] = dict(CORE_METRICS)
+def plugin_declarations(plugins: PluginSet) -> Declarations:
+    """What the loaded plugins declare, in hook order; a failing one is added to the problems."""
+    from aios.model import PolicySection
+    from aios.registry import LoadProblem, call_each
+
+    sections: list[tuple[str, Mapping[str, Any]]] = []
+    metrics: list[MetricSpec] = []
 
     def report(name: str, exc: BaseException) -> None:
         plugins.problems.append(
@@ -52,14 +63,31 @@ def declarations(plugins: PluginSet) -> tuple[dict[str, Mapping[str, Any]], dict
                     )
                 )
                 continue
-            sections[result.value.name] = result.value.schema
+            sections.append((result.value.name, result.value.schema))
     for result in call_each(plugins.manager, "aios_metrics", {}, lambda name: True, report):
         for spec in result.value or ():
-            if isinstance(spec, MetricSpec) and spec.name not in metrics:
-                metrics[spec.name] = MetricSpec(
-                    spec.name, spec.unit, spec.description, result.plugin
-                )
-    return sections, metrics
+            if isinstance(spec, MetricSpec):
+                metrics.append(MetricSpec(spec.name, spec.unit, spec.description, result.plugin))
+    return Declarations(tuple(sections), tuple(metrics))
+
+
+def declarations(plugins: PluginSet) -> tuple[dict[str, Mapping[str, Any]], dict[str, MetricSpec]]:
+    """The policy sections and metrics the loaded plugins declare (a failing one is reported)."""
+    return plugin_declarations(plugins).merged()
+
+
+def _build(
+    documents: Sequence[SourceDocument],
+    env: Mapping[str, str] | None,
+    sections: Mapping[str, Mapping[str, Any]],
+    metrics: Mapping[str, MetricSpec],
+) -> Policy:
+    try:
+        return build_policy(documents, env=env, sections=sections, metrics=metrics)
+    except ValueError as exc:  # a plugin section colliding with the core schema
+        raise PolicyInvalid(
+            [Issue(Location("<plugins>"), (), str(exc), "plugins.section")]
+        ) from None
 
 
 def load(
@@ -69,14 +97,51 @@ def load(
     extra_plugins: Iterable[Any] = (),
 ) -> tuple[Policy, PluginSet]:
     """Discover plugins and load the policy they make valid; raise PolicyInvalid otherwise."""
+    from aios.registry import discover
+
     documents = read_files(paths)
     allow, deny = _plugin_lists(documents)
     plugins = discover(allow, deny, extra_plugins)
     sections, metrics = declarations(plugins)
+    return _build(documents, env, sections, metrics), plugins
+
+
+def check(
+    paths: Sequence[str | Path], *, env: Mapping[str, str] | None = None
+) -> tuple[Policy, list[LoadProblem]]:
+    """What `aios validate` needs: the policy the installed plugins make valid (PolicyInvalid
+    otherwise, two plugins with one name included) and the plugins' loading problems. The same answer as `load`, without importing
+    a plugin while the declaration cache is fresh; a miss loads them and refreshes the cache."""
+    documents = read_files(paths)
+    allow, deny = _plugin_lists(documents)
+    location = plugin_cache.cache_file()
+    cached = plugin_cache.lookup(location, allow, deny) if location is not None else None
+    if cached is not None:
+        sections, metrics = cached.merged()
+        return _build(documents, env, sections, metrics), []
+
+    from aios.registry import PluginConflict, discover
+
+    cacheable = location is not None and not allow and not deny
+    environment = plugin_cache.environment_fingerprint() if cacheable else ""
+    before = set(sys.modules)
     try:
-        policy = build_policy(documents, env=env, sections=sections, metrics=metrics)
-    except ValueError as exc:  # a plugin section colliding with the core schema
+        plugins = discover(allow, deny)
+    except PluginConflict as exc:
         raise PolicyInvalid(
-            [Issue(Location("<plugins>"), (), str(exc), "plugins.section")]
+            [Issue(Location("<plugins>"), (), str(exc), "plugins.conflict")]
         ) from None
-    return policy, plugins
+    found = plugin_declarations(plugins)
+    if location is not None and cacheable and not plugins.problems:
+        # What importing the plugins loaded, and the plugins' own packages (imported earlier in
+        # this process, perhaps): the code their declarations come from.
+        modules = set(sys.modules) - before
+        for loaded in plugins.plugins.values():
+            module = getattr(loaded.plugin, "__module__", None) or getattr(
+                loaded.plugin, "__name__", ""
+            )
+            package = str(module).split(".")[0]
+            modules.update(m for m in sys.modules if m == package or m.startswith(package + "."))
+        plugin_cache.store(location, environment, found, plugin_cache.module_files(modules))
+    sections, metrics = found.merged()
+    return _build(documents, env, sections, metrics), plugins.problems

@@ -109,21 +109,19 @@ def _check_files(files: list[Path]) -> None:
 
 
 def _validate(files: list[Path], env: dict[str, str]) -> tuple[Policy | None, list[Issue]]:
-    """Load the installed plugins (their sections and metrics are part of a valid policy), then
-    the policy; plugin loading problems are reported as warnings, conflicts as errors."""
+    """Load the installed plugins' declarations (their sections and metrics are part of a valid
+    policy; cached, see aios/plugin_cache.py), then the policy; plugin loading problems are
+    reported as warnings, conflicts as errors."""
     from aios import app as application
     from aios.policy import Issue, Location, PolicyInvalid, Severity
-    from aios.registry import PluginConflict
 
     try:
-        policy, plugins = application.load(files, env=env)
+        policy, load_problems = application.check(files, env=env)
     except PolicyInvalid as exc:
         return None, exc.issues
-    except PluginConflict as exc:
-        return None, [Issue(Location("<plugins>"), (), str(exc), "plugins.conflict")]
     problems = [
         Issue(Location(f"plugin {p.source}"), (), p.message, "plugins.load", Severity.WARNING)
-        for p in plugins.problems
+        for p in load_problems
     ]
     return policy, [*policy.warnings, *problems]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,21 @@ from hypothesis import settings
 REPO = Path(__file__).resolve().parent.parent
 POLICIES = REPO / "policies"
 BUNDLED_POLICIES = ("default.yaml", "conservative.yaml", "aggressive.yaml")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _plugin_cache_in_a_temporary_directory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """`aios validate` caches plugin declarations (aios/plugin_cache.py): never in the user's
+    cache directory from a test run."""
+    previous = os.environ.get("AIOS_CACHE_DIR")
+    os.environ["AIOS_CACHE_DIR"] = str(tmp_path_factory.mktemp("aios-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("AIOS_CACHE_DIR", None)
+    else:
+        os.environ["AIOS_CACHE_DIR"] = previous
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 from aios import app as application
 from aios.data import bundled_data_dir
 from aios.exchange.paper import PaperBroker
+from aios.policy import Policy
 from aios.reload import PolicySource, PolicyWatcher
 from aios.runtime import Runtime, load_series
 from aios.state import database_path
@@ -132,3 +133,124 @@ def test_the_watcher_thread_sees_a_file_change(tmp_path: Path) -> None:
         )
     finally:
         watcher.stop()
+
+
+# --- settling: what is loaded is the final content of a burst of writes ---------------------
+
+
+class Editor:
+    """Plays an editor's save against the watcher's settle pauses: each pause the watcher takes
+    (instead of sleeping) lets the next write land, so a burst spans several pauses."""
+
+    def __init__(self, path: Path, writes: list[str]) -> None:
+        self.path = path
+        self.writes = list(writes)
+        self.pauses: list[float] = []
+
+    def wait(self, seconds: float) -> bool:
+        self.pauses.append(seconds)
+        if self.writes:
+            self.path.write_text(self.writes.pop(0), encoding="utf-8")
+        return False  # not stopping
+
+
+def light_setup(tmp_path: Path) -> tuple[PolicyWatcher, Path, list[bytes]]:
+    """A watcher over default.yaml + an overlay, recording the overlay bytes of every load."""
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("baseline:\n  stake_pct: 1.0\n", encoding="utf-8")
+    files = [DEFAULT, overlay]
+    policy, plugins = application.load(files, env={})
+    source = PolicySource(files, {}, plugins)
+    loaded: list[bytes] = []
+    original = source.load_snapshot
+
+    def recording(snapshot: tuple[bytes | Exception, ...]) -> Policy:
+        content = snapshot[1]
+        loaded.append(content if isinstance(content, bytes) else b"<unreadable>")
+        return original(snapshot)  # type: ignore[arg-type]
+
+    source.load_snapshot = recording  # type: ignore[method-assign]
+    watcher = PolicyWatcher(source, policy.hash)
+    watcher.check_now()  # what is on disk now is loaded
+    watcher.take()
+    loaded.clear()
+    return watcher, overlay, loaded
+
+
+def test_a_burst_of_writes_gives_one_reload_of_the_final_content(tmp_path: Path) -> None:
+    watcher, overlay, loaded = light_setup(tmp_path)
+    final = "baseline:\n  stake_pct: 3.5\n"
+    # truncated, then valid but unfinished, then the last write of the save
+    overlay.write_text("baseline:\n  stake_", encoding="utf-8")
+    editor = Editor(overlay, ["baseline:\n  stake_pct: 3", final])
+    result = watcher.poll(editor.wait)
+    assert result is not None and result.ok
+    assert loaded == [final.encode()], "only the settled content is loaded"
+    assert editor.pauses == [watcher.settle_s] * 3  # two writes landed, the third read agreed
+    policy, results = watcher.take()
+    assert policy is not None and policy.get("baseline", "stake_pct") == 3.5
+    assert results == [result]
+
+
+def test_no_change_means_no_pause_and_no_load(tmp_path: Path) -> None:
+    watcher, overlay, loaded = light_setup(tmp_path)
+    editor = Editor(overlay, [])
+    assert watcher.poll(editor.wait) is None
+    assert editor.pauses == [] and loaded == []
+
+
+def test_a_save_that_restores_the_loaded_content_reloads_nothing(tmp_path: Path) -> None:
+    watcher, overlay, loaded = light_setup(tmp_path)
+    original = overlay.read_text(encoding="utf-8")
+    overlay.write_text("baseline:\n  stake_pct: 9.0\n", encoding="utf-8")
+    assert watcher.poll(Editor(overlay, [original]).wait) is None
+    assert loaded == [] and watcher.take() == (None, [])
+
+
+def test_stopping_while_settling_loads_nothing(tmp_path: Path) -> None:
+    watcher, overlay, loaded = light_setup(tmp_path)
+    overlay.write_text("baseline:\n  stake_pct: 2.0\n", encoding="utf-8")
+    assert watcher.poll(lambda seconds: True) is None
+    assert loaded == []
+
+
+def test_an_invalid_settled_file_is_reported_once_and_the_good_policy_stays(
+    tmp_path: Path,
+) -> None:
+    watcher, overlay, _loaded = light_setup(tmp_path)
+    overlay.write_text("baseline:\n  stake_pct: lots\n", encoding="utf-8")
+    result = watcher.poll(Editor(overlay, []).wait)
+    assert result is not None and result.errors == (
+        f"{overlay}:2:14: baseline.stake_pct: expected a number, found string 'lots'",
+    )
+    assert watcher.poll(Editor(overlay, []).wait) is None, "the same bad bytes: not again"
+    policy, results = watcher.take()
+    assert policy is None and results == [result]
+
+
+def test_reloads_reusing_an_unchanged_file_match_a_fresh_load(tmp_path: Path) -> None:
+    watcher, overlay, _loaded = light_setup(tmp_path)
+    for stake in ("2.0", "3.0", "2.0"):
+        text = f"baseline:\n  stake_pct: {stake}\nuniverse:\n  symbols: [LTC/BTC]\n"
+        overlay.write_text(text, encoding="utf-8")
+        assert watcher.poll(Editor(overlay, []).wait) is not None
+        taken, _ = watcher.take()
+        fresh, _plugins = application.load([DEFAULT, overlay], env={})
+        assert taken is not None and taken.document == fresh.document
+        assert taken.origins == fresh.origins and taken.hash == fresh.hash
+
+
+def test_an_unexpected_error_while_loading_is_a_failed_reload_not_a_dead_watcher(
+    tmp_path: Path,
+) -> None:
+    watcher, overlay, _loaded = light_setup(tmp_path)
+
+    def broken(snapshot: object) -> Policy:
+        raise RuntimeError("disk on fire")
+
+    watcher.source.load_snapshot = broken  # type: ignore[method-assign,assignment]
+    overlay.write_text("baseline:\n  stake_pct: 2.0\n", encoding="utf-8")
+    result = watcher.poll(Editor(overlay, []).wait)
+    assert result is not None and not result.ok
+    assert result.errors == ("the policy could not be loaded: RuntimeError: disk on fire",)
+    assert watcher.take() == (None, [result])

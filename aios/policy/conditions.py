@@ -303,8 +303,26 @@ def _compile_structured(spec: Any, subpath: tuple[str | int, ...]) -> Condition:
     return Compare(op, MetricRef(str(spec["metric"])), Number(_finite(value, (*subpath, "value"))))
 
 
+_COMPILED: dict[str, Condition] = {}
+_COMPILED_LIMIT = 1024
+
+
 def compile_expression(text: str) -> Condition:
-    """Compile the expression language (a safe subset of Python's expression syntax)."""
+    """Compile the expression language (a safe subset of Python's expression syntax).
+
+    Memoised by text: every load of a policy (each hot reload) compiles the same expressions,
+    and a compiled condition is an immutable tree, safe to share. Errors are not memoised.
+    """
+    compiled = _COMPILED.get(text)
+    if compiled is None:
+        compiled = _compile_expression(text)
+        if len(_COMPILED) >= _COMPILED_LIMIT:
+            _COMPILED.clear()
+        _COMPILED[text] = compiled
+    return compiled
+
+
+def _compile_expression(text: str) -> Condition:
     if not text.strip():
         raise ConditionError("the expression is empty")
     if "\n" in text.strip():

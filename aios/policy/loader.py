@@ -178,6 +178,48 @@ def _has_defaults(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int
     return answer
 
 
+_RECURSE, _DEFAULT, _EMPTY_OBJECT = range(3)
+_IMMUTABLE = (str, int, float, bool, type(None))
+_FillPlan = tuple[tuple[tuple[str, Mapping[str, Any], int, Any], ...], Mapping[str, Any] | None]
+_FILL_PLANS: dict[tuple[int, int], tuple[Mapping[str, Any], _FillPlan]] = {}
+
+
+def _fill_plan(schema: Mapping[str, Any], root: Mapping[str, Any]) -> _FillPlan:
+    """What fill_defaults does under one schema node, worked out once per node: the properties
+    that have something to fill (with their resolved schema and whether a missing one takes its
+    default or an empty object), and the item schema when list items have defaults."""
+    key = (id(schema), id(root))
+    cached = _FILL_PLANS.get(key)
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    resolved = resolve(schema, root)
+    properties = []
+    for name, sub in resolved.get("properties", {}).items():
+        if not _has_defaults(sub, root):
+            continue
+        sub_resolved = resolve(sub, root)
+        if "default" in sub_resolved:
+            action = _DEFAULT
+        elif (
+            sub_resolved.get("type") == "object"
+            and not sub_resolved.get("required")
+            and sub_resolved.get("properties")
+        ):
+            action = _EMPTY_OBJECT
+        else:
+            action = _RECURSE
+        properties.append((name, sub_resolved, action, sub_resolved.get("default")))
+    items = resolved.get("items")
+    plan: _FillPlan = (
+        tuple(properties),
+        items if isinstance(items, Mapping) and _has_defaults(items, root) else None,
+    )
+    if len(_FILL_PLANS) > 4096:
+        _FILL_PLANS.clear()
+    _FILL_PLANS[key] = (schema, plan)
+    return plan
+
+
 def fill_defaults(
     document: Any,
     schema: Mapping[str, Any],
@@ -191,31 +233,23 @@ def fill_defaults(
     such as `self_healing.health` are complete; objects with required keys (a subsystem needs its
     `mode`) are never invented.
     """
-    schema = resolve(schema, root)
+    properties, items = _fill_plan(schema, root)
     if isinstance(document, dict):
-        for name, sub in schema.get("properties", {}).items():
-            if not _has_defaults(sub, root):
-                continue
-            sub_resolved = resolve(sub, root)
+        for name, sub_resolved, action, default in properties:
             if name not in document:
-                if "default" in sub_resolved:
-                    document[name] = copy.deepcopy(sub_resolved["default"])
-                    origins[(*path, name)] = Location(DEFAULT_ORIGIN)
-                elif (
-                    sub_resolved.get("type") == "object"
-                    and not sub_resolved.get("required")
-                    and sub_resolved.get("properties")
-                ):
+                if action == _DEFAULT:
+                    document[name] = (
+                        default if isinstance(default, _IMMUTABLE) else copy.deepcopy(default)
+                    )
+                elif action == _EMPTY_OBJECT:
                     document[name] = {}
-                    origins[(*path, name)] = Location(DEFAULT_ORIGIN)
                 else:
                     continue
+                origins[(*path, name)] = Location(DEFAULT_ORIGIN)
             fill_defaults(document[name], sub_resolved, root, (*path, name), origins)
-    elif isinstance(document, list) and isinstance(schema.get("items"), Mapping):
-        if not _has_defaults(schema["items"], root):
-            return
+    elif isinstance(document, list) and items is not None:
         for index, item in enumerate(document):
-            fill_defaults(item, schema["items"], root, (*path, index), origins)
+            fill_defaults(item, items, root, (*path, index), origins)
 
 
 Pattern = tuple[str | None, ...]

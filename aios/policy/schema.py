@@ -51,6 +51,27 @@ def compose_schema(sections: Mapping[str, Mapping[str, Any]] | None = None) -> d
     schema = core_schema()
     if not sections:
         return schema
+    try:
+        key: str | None = json.dumps(sections)  # order kept: it orders the subsystems
+    except (TypeError, ValueError):  # not JSON data: compose it afresh every time
+        key = None
+    if key is not None and key in _COMPOSED:
+        return _COMPOSED[key]
+    composed = _compose(schema, sections)
+    if key is not None:
+        if len(_COMPOSED) >= 16:
+            _COMPOSED.clear()
+        _COMPOSED[key] = composed
+    return composed
+
+
+# Composed schemas by their sections' JSON text: a hot reload with the same plugins gets the
+# same schema object, so its validator and the loader's per-schema memos are reused instead of
+# rebuilt on every reload. Treat a composed schema as read-only.
+_COMPOSED: dict[str, dict[str, Any]] = {}
+
+
+def _compose(schema: dict[str, Any], sections: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     composed = copy.deepcopy(schema)
     subsystems = composed["properties"]["subsystems"]["properties"]
     for name, fragment in sections.items():

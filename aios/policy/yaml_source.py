@@ -1,7 +1,9 @@
 """Safe YAML loading that keeps the position of every key and value.
 
-PyYAML's composer gives us a node graph with marks; we build plain Python values from it
-ourselves instead of using a constructor, so that we can:
+A plain policy (mappings with text keys, lists, untagged scalars: every bundled one) is read in
+one pass over libyaml's events, values and positions together (`_PlainReader`). Anything else,
+and every error, goes through PyYAML's composer: it gives a node graph with marks, from which we
+build plain Python values ourselves instead of using a constructor, so that we can:
 
 * keep (line, column) for every value and every key, so errors point at the right line;
 * reject duplicate keys (PyYAML silently keeps the last one);
@@ -109,6 +111,21 @@ class SourceDocument:
     data: dict[str, Any]
     values: dict[KeyPath, Location] = field(default_factory=dict)
     keys: dict[KeyPath, Location] = field(default_factory=dict)
+
+    def copy(self) -> SourceDocument:
+        """A copy to merge into (loading merges documents in place), much cheaper than parsing
+        the text again: the data is copied, the positions (immutable) are shared."""
+        return SourceDocument(
+            self.source, _copy_tree(self.data), dict(self.values), dict(self.keys)
+        )
+
+
+def _copy_tree(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _copy_tree(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_copy_tree(item) for item in value]
+    return value  # text, numbers, booleans and null are immutable
 
 
 class _TooLarge(Exception):
@@ -270,8 +287,167 @@ class _Builder:
         return pairs
 
 
+_SCALAR = yaml.events.ScalarEvent
+_MAPPING_START = yaml.events.MappingStartEvent
+_MAPPING_END = yaml.events.MappingEndEvent
+_SEQUENCE_START = yaml.events.SequenceStartEvent
+_SEQUENCE_END = yaml.events.SequenceEndEvent
+_NOT_PLAIN_TEXT = object()  # a plain scalar that does not resolve to a string, null, bool or number
+_SPECIAL_WORDS = _NULLS | _BOOLS | {"<<"}
+_NUMBER_START = "-+0123456789."  # a plain scalar starting otherwise is never a number
+_new_location = tuple.__new__  # Location(...) without NamedTuple's Python-level __new__
+
+
+def _plain_value(text: str) -> Any:
+    """A plain scalar's value under YAML 1.2 core rules (as _Yaml12Resolver and
+    _Builder.scalar read it), or _NOT_PLAIN_TEXT when the builder must decide: a merge key, an
+    integer out of range, a non-finite float."""
+    if text in _NULLS:
+        return None
+    if text in _BOOLS:
+        return text.lower() == "true"
+    if text[0] in _NUMBER_START:
+        if _INT_RE.match(text):
+            if len(text) > MAX_INT_DIGITS:
+                return _NOT_PLAIN_TEXT
+            return int(text, 0) if text.startswith(("0x", "0o")) else int(text, 10)
+        if _FLOAT_RE.match(text):
+            number = float(text.lower().replace(".inf", "inf").replace(".nan", "nan"))
+            return number if math.isfinite(number) else _NOT_PLAIN_TEXT
+    elif text == "<<":
+        return _NOT_PLAIN_TEXT
+    return text
+
+
+class _NotPlain(Exception):
+    """The text uses something only the node-based builder handles (or reports)."""
+
+
+class _PlainReader:
+    """One pass over libyaml's events, building values and their positions together.
+
+    It reads what policies are made of: mappings with text keys, lists and untagged scalars.
+    Anything else (anchors, aliases, merge keys, tags, duplicate or non-text keys, out-of-range
+    numbers, syntax errors, several documents, very deep or very large documents) raises
+    _NotPlain, and the node-based builder parses the text instead, with its exact error
+    messages: this reader never reports an error itself, so it cannot word one differently. Its
+    values and positions are the builder's, to the key (tests/test_yaml_source.py checks it).
+    """
+
+    def __init__(self, source: str, next_event: Any) -> None:
+        self.source = source
+        self.next_event = next_event
+        self.values: dict[KeyPath, Location] = {}
+        self.keys: dict[KeyPath, Location] = {}
+
+    def value(self, event: Any, path: KeyPath, depth: int) -> Any:
+        """The value starting with `event`, at `path` (its position recorded)."""
+        if event.anchor is not None or type(event) is yaml.events.AliasEvent or event.tag:
+            raise _NotPlain
+        mark = event.start_mark
+        self.values[path] = _new_location(Location, (self.source, mark.line + 1, mark.column + 1))
+        kind = type(event)
+        if kind is _SCALAR:
+            text: str = event.value
+            if event.implicit[0] and (text in _SPECIAL_WORDS or text[:1] in _NUMBER_START):
+                value = _plain_value(text)
+                if value is _NOT_PLAIN_TEXT:
+                    raise _NotPlain
+                return value
+            return text
+        if depth >= MAX_DEPTH - 1:
+            raise _NotPlain
+        if kind is _MAPPING_START:
+            return self.mapping(path, depth)
+        if kind is _SEQUENCE_START:
+            return self.sequence(path, depth)
+        raise _NotPlain
+
+    def mapping(self, path: KeyPath, depth: int) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        next_event = self.next_event
+        source = self.source
+        keys = self.keys
+        values = self.values
+        while True:
+            event: Any = next_event()  # libyaml's events: their marks are always set
+            if type(event) is not _SCALAR:
+                if type(event) is _MAPPING_END:
+                    return result
+                raise _NotPlain  # a collection as a key, or an alias
+            if event.anchor is not None or event.tag:
+                raise _NotPlain
+            name: str = event.value
+            if (
+                event.implicit[0]
+                and (name in _SPECIAL_WORDS or name[:1] in _NUMBER_START)
+                and _plain_value(name) is not name
+            ):
+                raise _NotPlain  # a key YAML reads as null, a bool, a number or <<
+            if name in result:
+                raise _NotPlain  # a duplicate key: the builder words the error
+            mark: Any = event.start_mark
+            child = (*path, name)
+            keys[child] = _new_location(Location, (source, mark.line + 1, mark.column + 1))
+            event = next_event()
+            if type(event) is not _SCALAR or event.anchor is not None or event.tag:
+                result[name] = self.value(event, child, depth + 1)
+                continue
+            # A scalar value, the common case, read inline (as `value` would).
+            mark = event.start_mark
+            values[child] = _new_location(Location, (source, mark.line + 1, mark.column + 1))
+            text: str = event.value
+            if event.implicit[0] and (text in _SPECIAL_WORDS or text[:1] in _NUMBER_START):
+                value = _plain_value(text)
+                if value is _NOT_PLAIN_TEXT:
+                    raise _NotPlain
+                result[name] = value
+            else:
+                result[name] = text
+
+    def sequence(self, path: KeyPath, depth: int) -> list[Any]:
+        result: list[Any] = []
+        next_event = self.next_event
+        while True:
+            event = next_event()
+            if type(event) is _SEQUENCE_END:
+                return result
+            result.append(self.value(event, (*path, len(result)), depth + 1))
+
+
+def _parse_plain(text: str, source: str) -> SourceDocument | None:
+    """The document when _PlainReader can read it (see there), else None."""
+    if _Parser is None:  # pragma: no cover - PyYAML built without libyaml
+        return None
+    parser = _Parser(text)
+    try:
+        next_event = parser.get_event
+        next_event()  # the stream start
+        if type(next_event()) is not yaml.events.DocumentStartEvent:
+            return None  # an empty file
+        root = next_event()
+        if type(root) is not _MAPPING_START:
+            return None
+        reader = _PlainReader(source, next_event)
+        data = reader.value(root, (), 0)
+        if type(next_event()) is not yaml.events.DocumentEndEvent:
+            return None
+        if type(next_event()) is not yaml.events.StreamEndEvent:
+            return None  # another document follows
+    except Exception:  # _NotPlain, or a syntax error: the builder reports it, located
+        return None
+    finally:
+        parser.dispose()
+    if len(reader.values) > MAX_NODES:
+        return None
+    return SourceDocument(source, data, reader.values, reader.keys)
+
+
 def parse_text(text: str, source: str) -> SourceDocument:
     """Parse policy text; raise PolicyInvalid with located issues when it is not usable."""
+    plain = _parse_plain(text, source)
+    if plain is not None:
+        return plain
     try:
         composer = _PolicyComposer(text)
         try:
@@ -350,9 +526,8 @@ def parse_text(text: str, source: str) -> SourceDocument:
     return SourceDocument(source, data, builder.values, builder.keys)
 
 
-def read_file(path: Path, display: str | None = None) -> SourceDocument:
-    """Read and parse one policy file, refusing oversized or non-UTF-8 files."""
-    source = display or str(path)
+def read_bytes(path: Path, source: str) -> bytes:
+    """A policy file's bytes, refusing an oversized or unreadable file (located at `source`)."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
@@ -366,7 +541,7 @@ def read_file(path: Path, display: str | None = None) -> SourceDocument:
                     )
                 ]
             )
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise PolicyInvalid(
             [
@@ -378,6 +553,10 @@ def read_file(path: Path, display: str | None = None) -> SourceDocument:
                 )
             ]
         ) from None
+
+
+def parse_bytes(raw: bytes, source: str) -> SourceDocument:
+    """Parse a policy file's bytes, refusing what is not UTF-8 text."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -393,3 +572,9 @@ def read_file(path: Path, display: str | None = None) -> SourceDocument:
             ]
         ) from None
     return parse_text(text, source)
+
+
+def read_file(path: Path, display: str | None = None) -> SourceDocument:
+    """Read and parse one policy file, refusing oversized or non-UTF-8 files."""
+    source = display or str(path)
+    return parse_bytes(read_bytes(path, source), source)
