@@ -430,6 +430,7 @@ class VenueBroker:
                 float(stored.applied.get("fee_base", 0.0)),
             )
             self._pending[intent.client_id] = _Pending(intent, applied)
+            self._log(intent, stored.status, detail=stored.detail or "restored after a restart")
             frozen = self._positions.get(intent.position_id)
             if frozen is not None:
                 frozen.unresolved.add(intent.client_id)
