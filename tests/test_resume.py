@@ -355,3 +355,67 @@ def test_resume_refuses_finished_runs_and_run_options(tmp_path: Path, overlay: P
     mixed = cli.invoke(app, ["run", "--resume", "--limit", "3", "--state-dir", str(state)])
     assert mixed.exit_code == 2
     assert "drop --limit" in mixed.output
+
+
+class OneReload:
+    """A stand-in for the policy watcher: hands over `policy` at the `at`-th candle time."""
+
+    def __init__(self, policy: object, at: int) -> None:
+        self.policy, self.at, self.calls = policy, at, 0
+
+    def take(self) -> tuple[object, list[object]]:
+        self.calls += 1
+        return (self.policy if self.calls == self.at else None), []
+
+    def stop(self) -> None:
+        return None
+
+
+def test_a_policy_reloaded_before_the_crash_is_reloaded_at_the_same_time_on_resume(
+    tmp_path: Path, overlay: Path
+) -> None:
+    from aios import app as application
+    from aios.data import bundled_data_dir
+    from aios.exchange.paper import PaperBroker
+    from aios.runtime import Runtime, Store, load_recorded, load_series
+
+    blacklist = tmp_path / "blacklist.yaml"
+    blacklist.write_text(OVERLAY + "  universe_os:\n    blacklist: [LTC/BTC]\n", encoding="utf-8")
+    files = [DEFAULT, overlay]
+    data = bundled_data_dir()
+    steps, reload_at, stop_at = 300, 120, 200
+
+    def fresh(state: Path) -> Runtime:
+        policy, plugins = application.load(files, env={})
+        reloaded, _ = application.load([DEFAULT, blacklist], env={})
+        series = load_series(data, policy.get("universe", "symbols"))
+        spec = {"kind": "replay", "data_dir": str(data), "limit": steps, "policy_files": []}
+        runtime = Runtime(policy, plugins, series, state, PaperBroker.from_policy, spec=spec)
+        runtime.watcher = OneReload(reloaded, reload_at)  # type: ignore[assignment]
+        return runtime
+
+    fresh(tmp_path / "a").run(steps)
+
+    stopped = fresh(tmp_path / "b")
+    stopped.run(steps, lambda done, total: stopped.stop.set() if done == stop_at else None)
+    store = Store(database_path(tmp_path / "b"))
+    point = store.resume_point()
+    store.close()
+    assert len(point.policies) == 2  # the start policy and the reload
+    policy, plugins, scheduled = load_recorded(point)
+    series = load_series(data, policy.get("universe", "symbols"))
+    Runtime(
+        policy,
+        plugins,
+        series,
+        tmp_path / "b",
+        PaperBroker.from_policy,
+        spec=point.spec,
+        resume=point,
+        scheduled_policies=scheduled,
+    ).run(steps)
+    assert snapshot(tmp_path / "b") == snapshot(tmp_path / "a")
+    reloads = rows(
+        tmp_path / "b", "SELECT COUNT(*) FROM decisions WHERE hook = 'aios_policy_reloaded'"
+    )
+    assert reloads == [(1,)]
