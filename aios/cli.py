@@ -653,6 +653,7 @@ def _run_live(
     import signal
     from datetime import UTC, datetime
 
+    from aios.exchange.base import BrokerError
     from aios.exchange.ccxt_venue import CcxtVenue, VenueError, env_prefix
     from aios.exchange.paper import PaperBroker
     from aios.live import LiveRunner
@@ -708,9 +709,9 @@ def _run_live(
             spec={"kind": "live", "exchange": exchange, "dry_run": dry_run, "sandbox": sandbox},
             actual_broker=actual,
         )
-    except VenueError as exc:
+    except BrokerError as exc:  # the venue could not tell its balances or orders
         venue.close()
-        raise fail(exc) from None
+        raise fail(f"cannot start live orders on {exchange_id}: {exc}") from None
     runtime.journal_reconciliation(decisions, datetime.now(UTC))
     for decision in decisions:
         typer.echo(

@@ -4,11 +4,13 @@ while an order's outcome is unknown and a restart that reconciles it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,28 @@ def test_a_short_signal_is_refused_on_a_spot_venue_with_a_journaled_reason(
     assert refused, "the SHORT entry is journaled as refused"
     assert "spot venue cannot sell what is not held" in refused[0][1]
     assert "POST /api/v3/order" not in fake.requests  # nothing was sent
+
+
+def test_sigterm_stops_a_live_run_between_polls_with_exit_0_and_a_report(
+    tmp_path: Path, overlay: Path
+) -> None:
+    series = load_series(bundled_data_dir(), SYMBOLS)
+    fake = FakeBinance(series, start=1382, step=40)
+    state = tmp_path / "state"
+    report = tmp_path / "report.json"
+    with serve(fake) as url:
+        process = subprocess.Popen(
+            [*live_args(state, overlay, 1000), "--poll-s", "30", "--json", str(report)],
+            env=environment(url),
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while not fake.orders:  # the first live candle buys LTC/BTC
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)  # not the 30 s poll interval
+    assert process.returncode == 0, stderr
+    assert json.loads(report.read_text())["candles"] == 600  # the first poll (the warm-up)
+    assert rows(state, "SELECT status FROM runs") == [("stopped",)]
+    assert [s for (s,) in rows(state, "SELECT status FROM venue_orders")] == ["filled"]
