@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS run_resumes (
 #: Columns added to `runs` after its first release (added in place to an older store).
 _RUN_COLUMNS = {"spec": "TEXT", "pid": "INTEGER"}
 #: A run not finished can be resumed; `running` only when its process is gone.
-_UNFINISHED = ("running", "stopped", "interrupted", "failed")
+_UNFINISHED = ("running", "killed", "stopped", "interrupted", "failed")
 #: The start policy's row in `run_policies` (before any candle time).
 _AT_START = ""
 
@@ -237,9 +237,17 @@ class Store:
         stage: Stage,
         spec: Mapping[str, Any] | None = None,
     ) -> None:
-        """The run row, its start policy and the model registry as it was (for a re-drive)."""
+        """The run row, its start policy and the model registry as it was (for a re-drive).
+        Earlier runs still marked running whose process is gone are marked killed."""
         with self.connection:
             self.connection.execute("BEGIN")
+            for other, pid in self.connection.execute(
+                "SELECT run_id, pid FROM runs WHERE status = 'running'"
+            ).fetchall():
+                if pid is None or not _process_alive(int(pid)):
+                    self.connection.execute(
+                        "UPDATE runs SET status = 'killed' WHERE run_id = ?", (other,)
+                    )
             self.connection.execute(
                 "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, spec, pid)"
                 " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",

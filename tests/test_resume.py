@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -419,3 +420,26 @@ def test_a_policy_reloaded_before_the_crash_is_reloaded_at_the_same_time_on_resu
         tmp_path / "b", "SELECT COUNT(*) FROM decisions WHERE hook = 'aios_policy_reloaded'"
     )
     assert reloads == [(1,)]
+
+
+def test_a_new_run_marks_a_killed_one_and_it_can_still_be_told_apart(tmp_path: Path) -> None:
+    from aios.runtime import Store
+
+    store = Store(database_path(tmp_path))
+    store.connection.execute(
+        "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, pid)"
+        " VALUES ('run-1', 'x', 'h', '[]', 'OBSERVATION', 'running', 2147480000)"
+    )  # a pid no process has
+    from aios import app as application
+
+    policy, _ = application.load([DEFAULT], env={})
+    from aios.model import Stage
+
+    store.start("run-2", datetime.now(UTC), policy, Stage.OBSERVATION, {"kind": "replay"})
+    assert store.connection.execute(
+        "SELECT run_id, status FROM runs ORDER BY rowid"
+    ).fetchall() == [
+        ("run-1", "killed"),
+        ("run-2", "running"),
+    ]
+    store.close()

@@ -755,7 +755,9 @@ def test_reconciliation_freezes_what_it_cannot_settle(tmp_path: Any) -> None:
     second = stored_broker(tmp_path, venue)
     decisions = {d.subject: d for d in second.reconcile(venue, at(2), [SYMBOL])}
     assert decisions["order:c1"].action == "frozen"
-    assert "look the order up on the venue" in decisions["order:c1"].detail
+    assert (
+        "look the order up on the venue (the next start asks again)" in decisions["order:c1"].detail
+    )
     assert decisions["position:o1"].action == "frozen"
     assert "the venue holds only 0.5" in decisions["position:o1"].detail
     # Frozen: no venue order for the position, no client-side stop.

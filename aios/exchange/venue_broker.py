@@ -478,7 +478,7 @@ class VenueBroker:
                         intent.symbol,
                         f"{venue_id} could not be settled ({self.venue.redact(str(exc))}): "
                         f"position {intent.position_id} stays frozen; look the order up on the "
-                        "venue and resolve it",
+                        "venue (the next start asks again)",
                     )
                 )
                 continue
@@ -539,8 +539,8 @@ class VenueBroker:
                     "frozen",
                     (
                         f"aios tracks {held[base]:.10g} {base} in positions, the venue holds only "
-                        f"{on_venue:.10g} (sold outside aios?): frozen, nothing is sold; close or "
-                        "adjust it by hand"
+                        f"{on_venue:.10g} (sold outside aios?): frozen, nothing is sold; settle "
+                        "it on the venue (the next start checks again)"
                     ),
                 )
             done.append(Reconciliation(action, subject, book.symbol, detail))
