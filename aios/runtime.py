@@ -244,7 +244,7 @@ class Store:
             for other, pid in self.connection.execute(
                 "SELECT run_id, pid FROM runs WHERE status = 'running'"
             ).fetchall():
-                if pid is None or not _process_alive(int(pid)):
+                if pid is None or (int(pid) != os.getpid() and not _process_alive(int(pid))):
                     self.connection.execute(
                         "UPDATE runs SET status = 'killed' WHERE run_id = ?", (other,)
                     )
