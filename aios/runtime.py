@@ -505,7 +505,7 @@ class Runtime:
         spec: Mapping[str, Any] | None = None,
         resume: ResumePoint | None = None,
         scheduled_policies: Mapping[str, Policy] | None = None,
-        checkpoint_every: int = 32,
+        checkpoint_every: int = 256,
         actual_broker: Broker | None = None,
     ) -> None:
         if checkpoint_every < 1:

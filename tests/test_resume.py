@@ -144,12 +144,12 @@ def test_kill_9_between_candle_times_then_resume_matches_an_uninterrupted_run(
 ) -> None:
     state = tmp_path / "state"
     process = subprocess.Popen(run_args(state, overlay), env=ENV)
-    wait_for_steps(process, state, 96)
+    wait_for_steps(process, state, 256)
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=60) == -signal.SIGKILL
     assert rows(state, "SELECT status FROM runs") == [("running",)]  # killed, not finished
     killed_at = committed_steps(state)
-    assert 96 <= killed_at < LIMIT
+    assert 256 <= killed_at < LIMIT
 
     report = tmp_path / "report.json"
     resumed = resume(state, report)
@@ -245,13 +245,13 @@ def test_sigterm_finishes_the_cycle_writes_the_report_and_exits_0_then_resumes(
     process = subprocess.Popen(
         run_args(state, overlay, "--json", stopped_report), env=ENV, stderr=subprocess.PIPE
     )
-    wait_for_steps(process, state, 64)
+    wait_for_steps(process, state, 256)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert b"aios run --resume" in stderr
     stopped = json.loads(stopped_report.read_text())
-    assert 64 <= stopped["candles"] < LIMIT
+    assert 256 <= stopped["candles"] < LIMIT
     assert rows(state, "SELECT status FROM runs") == [("stopped",)]
     # Every stepped candle time is committed: equity samples, cursor and report agree.
     assert committed_steps(state) == stopped["candles"]
@@ -266,7 +266,7 @@ def test_sigterm_finishes_the_cycle_writes_the_report_and_exits_0_then_resumes(
 def test_sigint_stops_the_same_way(tmp_path: Path, overlay: Path) -> None:
     state = tmp_path / "state"
     process = subprocess.Popen(run_args(state, overlay), env=ENV, stderr=subprocess.PIPE)
-    wait_for_steps(process, state, 32)
+    wait_for_steps(process, state, 256)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
