@@ -443,3 +443,61 @@ def test_a_new_run_marks_a_killed_one_and_it_can_still_be_told_apart(tmp_path: P
         ("run-2", "running"),
     ]
     store.close()
+
+
+def test_an_automatic_demotion_in_the_prefix_is_followed_on_resume_not_repeated(
+    tmp_path: Path,
+) -> None:
+    """Started in AUTONOMY, the first candle's CRITICAL risk mode demotes to ADVISORY; the
+    re-drive must run at ADVISORY from then on without a second move in the stage history."""
+    from aios import app as application
+    from aios.data import bundled_data_dir
+    from aios.exchange.paper import PaperBroker
+    from aios.runtime import Runtime, Store, load_recorded, load_series
+    from aios.stages import StageStore
+
+    autonomy = tmp_path / "autonomy.yaml"
+    autonomy.write_text(OVERLAY + "stages:\n  initial: AUTONOMY\n", encoding="utf-8")
+    files = [DEFAULT, autonomy]
+    data = bundled_data_dir()
+    steps = 300
+
+    def fresh(state: Path) -> Runtime:
+        policy, plugins = application.load(files, env={})
+        series = load_series(data, policy.get("universe", "symbols"))
+        spec = {"kind": "replay", "data_dir": str(data), "limit": steps, "policy_files": []}
+        return Runtime(policy, plugins, series, state, PaperBroker.from_policy, spec=spec)
+
+    fresh(tmp_path / "a").run(steps)
+    stopped = fresh(tmp_path / "b")
+    stopped.run(steps, lambda done, total: stopped.stop.set() if done == 150 else None)
+
+    store = Store(database_path(tmp_path / "b"))
+    point = store.resume_point()
+    store.close()
+    assert point.stage.value == "AUTONOMY"  # the stage the run started at
+    policy, plugins, scheduled = load_recorded(point)
+    series = load_series(data, policy.get("universe", "symbols"))
+    resumed = Runtime(
+        policy,
+        plugins,
+        series,
+        tmp_path / "b",
+        PaperBroker.from_policy,
+        spec=point.spec,
+        resume=point,
+        scheduled_policies=scheduled,
+    )
+    resumed.run(steps)
+    assert resumed.stage.value == "ADVISORY"
+    assert snapshot(tmp_path / "b") == snapshot(tmp_path / "a")
+
+    def moves(state: Path) -> list[tuple[object, ...]]:
+        history = StageStore(database_path(state), create=False)
+        try:
+            return [(h["from"], h["to"], h["automatic"]) for h in history.history()]
+        finally:
+            history.close()
+
+    assert moves(tmp_path / "b") == moves(tmp_path / "a")
+    assert [m for m in moves(tmp_path / "b") if m[2]] == [("AUTONOMY", "ADVISORY", True)]
