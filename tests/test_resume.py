@@ -501,3 +501,32 @@ def test_an_automatic_demotion_in_the_prefix_is_followed_on_resume_not_repeated(
 
     assert moves(tmp_path / "b") == moves(tmp_path / "a")
     assert [m for m in moves(tmp_path / "b") if m[2]] == [("AUTONOMY", "ADVISORY", True)]
+
+
+@pytest.mark.parametrize(
+    ("status", "pid", "spec", "message"),
+    [
+        ("running", "parent", {"kind": "replay"}, "is still running in process"),
+        (
+            "stopped",
+            None,
+            {"kind": "live", "exchange": "ccxt:binance"},
+            "only replays can be resumed",
+        ),
+        ("stopped", None, None, "legacy run"),
+    ],
+)
+def test_resume_refuses_live_legacy_and_running_runs(
+    tmp_path: Path, status: str, pid: str | None, spec: dict[str, str] | None, message: str
+) -> None:
+    from aios.runtime import ResumeError, Store
+
+    store = Store(database_path(tmp_path))
+    store.connection.execute(
+        "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, spec, pid)"
+        " VALUES ('run-1', 'x', 'h', '[]', 'OBSERVATION', ?, ?, ?)",
+        (status, None if spec is None else json.dumps(spec), os.getppid() if pid else None),
+    )
+    with pytest.raises(ResumeError, match=message):
+        store.resume_point()
+    store.close()
