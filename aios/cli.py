@@ -374,7 +374,13 @@ def run(
         Path | None,
         typer.Option(help="Directory of candle CSV files. Default: the bundled data."),
     ] = None,
-    exchange: Annotated[str, typer.Option(help="Where orders go: 'paper' (replay).")] = "paper",
+    exchange: Annotated[
+        str,
+        typer.Option(
+            help="Where orders go: 'paper' (replay), or 'ccxt:<id>' (live candles; real spot "
+            "orders with keys from AIOS_<ID>_API_KEY / _SECRET, unless --dry-run)."
+        ),
+    ] = "paper",
     limit: Annotated[
         int | None, typer.Option(min=1, help="Replay at most this many candle times.")
     ] = None,
