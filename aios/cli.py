@@ -376,7 +376,13 @@ def run(
         Path | None,
         typer.Option(help="Directory of candle CSV files. Default: the bundled data."),
     ] = None,
-    exchange: Annotated[str, typer.Option(help="Where orders go: 'paper' (replay).")] = "paper",
+    exchange: Annotated[
+        str,
+        typer.Option(
+            help="Where orders go: 'paper' (replay), or 'ccxt:<id>' (live candles; real spot "
+            "orders with keys from AIOS_<ID>_API_KEY / _SECRET, unless --dry-run)."
+        ),
+    ] = "paper",
     limit: Annotated[
         int | None, typer.Option(min=1, help="Replay at most this many candle times.")
     ] = None,
@@ -459,11 +465,6 @@ def run(
         return
     if exchange != "paper" and not exchange.startswith("ccxt:"):
         raise usage_error(f"unknown exchange {exchange!r}: use 'paper' or 'ccxt:<exchange id>'")
-    if exchange.startswith("ccxt:") and not dry_run:
-        raise usage_error(
-            "live order placement is not available yet: run with --dry-run (real market data, "
-            "fills booked on the paper exchange)"
-        )
     if profile_hooks:
         from aios.hooktrace import profile_until_close
 
@@ -484,6 +485,7 @@ def run(
             quiet,
             json_out,
             html_out,
+            dry_run,
         )
         return
     directory = data_dir or bundled_data_dir()
@@ -661,17 +663,42 @@ def _run_live(
     quiet: bool,
     json_out: Path | None,
     html_out: Path | None,
+    dry_run: bool,
 ) -> None:
-    """A dry run on live data: candles from the venue, fills on the paper exchange."""
+    """Live data from the venue; fills on the paper exchange (`--dry-run`) or real orders
+    through the venue broker, after reconciling the store with the venue."""
     import os
     import signal
+    from datetime import UTC, datetime
 
-    from aios.exchange.ccxt_venue import CcxtVenue, VenueError
+    from aios.exchange.base import BrokerError
+    from aios.exchange.ccxt_venue import CcxtVenue, VenueError, env_prefix
     from aios.exchange.paper import PaperBroker
     from aios.live import LiveRunner
     from aios.runtime import Runtime
     from aios.state import state_dir as resolve_state_dir
 
+    exchange_id = exchange.removeprefix("ccxt:")
+    symbols = list(loaded.get("universe", "symbols", default=[]))
+    if not dry_run:
+        from aios.exchange.client_ids import format_for
+
+        prefix = env_prefix(exchange_id)
+        if not (os.environ.get(f"{prefix}_API_KEY") and os.environ.get(f"{prefix}_SECRET")):
+            raise fail(
+                f"live orders on {exchange_id} need API keys: set {prefix}_API_KEY and "
+                f"{prefix}_SECRET in the environment (never in a policy or an argument), "
+                "or run with --dry-run"
+            )
+        try:
+            format_for(exchange_id)
+        except ValueError as exc:
+            raise fail(exc) from None
+        quotes = sorted({symbol.partition("/")[2] for symbol in symbols})
+        if len(quotes) != 1 or not quotes[0]:
+            raise fail(
+                f"live orders need every universe symbol quoted in one currency, found {quotes}"
+            )
     try:
         venue = CcxtVenue(
             exchange.removeprefix("ccxt:"),
@@ -685,31 +712,96 @@ def _run_live(
         )
     except (ValueError, VenueError) as exc:
         raise fail(exc) from None
-    symbols = list(loaded.get("universe", "symbols", default=[]))
-    runtime = Runtime(
-        loaded,
-        plugins,
-        {s: [] for s in symbols},
-        resolve_state_dir(state_dir),
-        PaperBroker.from_policy,
-    )
+    directory = resolve_state_dir(state_dir)
+    actual = None
+    decisions: list[Any] = []
+    try:
+        if not dry_run:
+            actual, decisions = _venue_broker(venue, exchange_id, symbols, directory)
+        runtime = Runtime(
+            loaded,
+            plugins,
+            {s: [] for s in symbols},
+            directory,
+            PaperBroker.from_policy,
+            spec={"kind": "live", "exchange": exchange, "dry_run": dry_run, "sandbox": sandbox},
+            actual_broker=actual,
+        )
+    except BrokerError as exc:  # the venue could not tell its balances or orders
+        venue.close()
+        raise fail(f"cannot start live orders on {exchange_id}: {exc}") from None
+    runtime.journal_reconciliation(decisions, datetime.now(UTC))
+    for decision in decisions:
+        typer.echo(
+            f"aios: reconcile {decision.subject} ({decision.symbol}): {decision.action}: "
+            f"{decision.detail}",
+            err=True,
+        )
     _start_watcher(runtime, files, plugins, watch)
     warmup = int(loaded.get("subsystems", "signal_model", "lookback_candles", default=600))
     timeframe = str(loaded.get("universe", "timeframe", default="5m"))
     runtime.exchange_health = venue.health_metrics
-    runner = LiveRunner(runtime, venue, symbols, timeframe, poll_s=poll_s, warmup_candles=warmup)
-    signal.signal(signal.SIGTERM, lambda *_: runner.stop.set())
+    runner = LiveRunner(
+        runtime,
+        venue,
+        symbols,
+        timeframe,
+        poll_s=poll_s,
+        warmup_candles=warmup,
+        live_orders=not dry_run,
+    )
+    previous = {
+        sig: signal.signal(sig, lambda *_: runner.stop.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         report = runner.run(max_polls)
     finally:
         if runtime.watcher is not None:
             runtime.watcher.stop()
         venue.close()
+        if actual is not None and actual.store is not None:
+            actual.store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if actual is not None:
+        for error in actual.errors:
+            typer.echo(f"aios: warning: {error}", err=True)
+        for order in actual.unresolved():
+            typer.echo(
+                f"aios: unresolved venue order {order.client_id} ({order.symbol}, "
+                f"{order.status}): its position stays frozen until the next start reconciles it",
+                err=True,
+            )
     for error in runner.errors:
         typer.echo(f"aios: warning: {error}", err=True)
     if report is None:
         raise fail("no candle time was complete; nothing was traded")
     _emit_report(report, quiet, json_out, html_out)
+
+
+def _venue_broker(
+    venue: Any, exchange_id: str, symbols: list[str], directory: Path
+) -> tuple[Any, list[Any]]:
+    """The venue broker over the state store's venue memory, reconciled with the venue."""
+    from datetime import UTC, datetime
+
+    from aios.exchange.client_ids import format_for, venue_client_id
+    from aios.exchange.venue_broker import VenueBroker
+    from aios.exchange.venue_store import VenueStore
+    from aios.state import database_path
+
+    fmt = format_for(exchange_id)
+    store = VenueStore(database_path(directory), exchange_id)
+    namespace = store.namespace()
+    broker = VenueBroker(
+        venue,
+        quote_currency=symbols[0].partition("/")[2],
+        store=store,
+        venue_client_id=lambda client_id: venue_client_id(fmt, namespace, client_id),
+        client_id_namespace=namespace,
+    )
+    return broker, broker.reconcile(venue, datetime.now(UTC), symbols)
 
 
 @app.command()

@@ -5,15 +5,15 @@ fills on the paper exchange: the whole system runs on live data with no order se
 fetches the latest *closed* candles of every symbol; a candle time is stepped once every symbol
 has reported it (or something newer), in time order, so the cycles see aligned markets.
 
-Sending real orders needs a broker that maps the engine's position-level orders onto venue
-orders (and keeps TP/SL where the venue has no OCO); that broker does not exist yet, so a live
-run without `--dry-run` is refused.
+Without `--dry-run` the actual book is a `VenueBroker` (real orders) and the first poll's
+backlog is history: it warms the engine and the shadow book up, but the actual book acts only
+from the last candle of that first poll on (`Runtime.live_from`), so nothing is bought on a
+stale price and a restored position's stops are not checked against candles from before it.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -46,8 +46,9 @@ class LiveRunner:
         *,
         poll_s: float,
         warmup_candles: int,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         stop: threading.Event | None = None,
+        live_orders: bool = False,
     ) -> None:
         self.runtime = runtime
         self.source = source
@@ -55,11 +56,13 @@ class LiveRunner:
         self.timeframe = timeframe
         self.poll_s = poll_s
         self.warmup_candles = warmup_candles
-        self.sleep = sleep
         self.stop = stop or threading.Event()
+        #: Between polls; by default a wait that a stop (SIGTERM, SIGINT) cuts short.
+        self.sleep: Callable[[float], object] = sleep or self.stop.wait
         self._stepped: datetime | None = None
         self._started = False
         self.errors: list[str] = []
+        self.live_orders = live_orders
 
     def poll(self) -> list[datetime]:
         """Fetch, append, and step every candle time all symbols have reached; the times stepped."""
@@ -89,13 +92,19 @@ class LiveRunner:
             }
         )
         if pending and not self._started:
+            if self.live_orders:
+                self.runtime.live_from = pending[-1]
             self.runtime.begin(pending[0])
             self._started = True
+        stepped: list[datetime] = []
         for now in pending:
+            if self.stop.is_set():  # a stop ends the run after the current candle time
+                break
             self.runtime.advance_to(now)
-        if pending:
-            self._stepped = pending[-1]
-        return pending
+            stepped.append(now)
+        if stepped:
+            self._stepped = stepped[-1]
+        return stepped
 
     def run(self, max_polls: int | None = None) -> RunReport | None:
         """Poll until stopped (SIGTERM, Ctrl-C, `stop.set()`) or `max_polls`; then report."""

@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS run_resumes (
 #: Columns added to `runs` after its first release (added in place to an older store).
 _RUN_COLUMNS = {"spec": "TEXT", "pid": "INTEGER"}
 #: A run not finished can be resumed; `running` only when its process is gone.
-_UNFINISHED = ("running", "stopped", "interrupted", "failed")
+_UNFINISHED = ("running", "killed", "stopped", "interrupted", "failed")
 #: The start policy's row in `run_policies` (before any candle time).
 _AT_START = ""
 
@@ -237,9 +237,17 @@ class Store:
         stage: Stage,
         spec: Mapping[str, Any] | None = None,
     ) -> None:
-        """The run row, its start policy and the model registry as it was (for a re-drive)."""
+        """The run row, its start policy and the model registry as it was (for a re-drive).
+        Earlier runs still marked running whose process is gone are marked killed."""
         with self.connection:
             self.connection.execute("BEGIN")
+            for other, pid in self.connection.execute(
+                "SELECT run_id, pid FROM runs WHERE status = 'running'"
+            ).fetchall():
+                if pid is None or (int(pid) != os.getpid() and not _process_alive(int(pid))):
+                    self.connection.execute(
+                        "UPDATE runs SET status = 'killed' WHERE run_id = ?", (other,)
+                    )
             self.connection.execute(
                 "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, spec, pid)"
                 " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
@@ -497,7 +505,8 @@ class Runtime:
         spec: Mapping[str, Any] | None = None,
         resume: ResumePoint | None = None,
         scheduled_policies: Mapping[str, Policy] | None = None,
-        checkpoint_every: int = 32,
+        checkpoint_every: int = 256,
+        actual_broker: Broker | None = None,
     ) -> None:
         if checkpoint_every < 1:
             raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
@@ -541,7 +550,20 @@ class Runtime:
         self.books = {
             name: _BookState(name, broker_factory(policy), BookStats(start, start, start))
             for name in BOOKS
+            if name != "actual" or actual_broker is None
         }
+        if actual_broker is not None:  # a venue: the book starts with what the account holds
+            held = actual_broker.cash() + sum(
+                p.quantity * p.entry_price for p in actual_broker.positions()
+            )
+            self.books = {
+                "actual": _BookState("actual", actual_broker, BookStats(held, held, held)),
+                **self.books,
+            }
+        #: Live orders: candle times before this one are history (the first poll's backlog);
+        #: they warm the engine and the shadow book up, but the actual book neither sees them
+        #: nor sends orders for them (stale prices; stops of restored positions).
+        self.live_from: datetime | None = None
         self._last_seen: dict[str, datetime] = {}
         self.watcher: PolicyWatcher | None = None
         #: Metrics of the venue the market data comes from (a live venue's circuit breaker and
@@ -621,6 +643,23 @@ class Runtime:
         prices: Mapping[str, float],
         fills: list[tuple[str, Fill]],
     ) -> None:
+        if book.name == "actual" and self.live_from is not None and now < self.live_from:
+            for order in orders:
+                why = f"not sent: {now.isoformat()} is history, before the live start"
+                self._sink.record(
+                    _engine_decision(
+                        self,
+                        now,
+                        "broker",
+                        f"order:{order.id}",
+                        to_jsonable(order),
+                        "ENGINE",
+                        "engine",
+                        why,
+                        order=order,
+                    )
+                )
+            return
         for order in orders:
             price = prices.get(order.symbol)
             if price is None:
@@ -787,6 +826,8 @@ class Runtime:
                 continue
             self._last_seen[symbol] = now
             for book in self.books.values():
+                if book.name == "actual" and self.live_from is not None and now < self.live_from:
+                    continue  # history: see `live_from`
                 fills.extend((book.name, fill) for fill in book.broker.on_candle(symbol, candle))
         self.market.advance(now)
         prices = self._prices()
@@ -935,6 +976,25 @@ class Runtime:
             report = self.end(status)
         assert report is not None
         return report
+
+    def journal_reconciliation(self, decisions: Sequence[Any], now: datetime) -> None:
+        """Start-up decisions about a venue's orders and positions (`Reconciliation`s), one
+        journal row each, written before anything trades."""
+        for decision in decisions:
+            self._sink.record(
+                _engine_decision(
+                    self,
+                    now,
+                    "reconcile",
+                    decision.subject,
+                    {"action": decision.action, "symbol": decision.symbol},
+                    "ENGINE",
+                    "engine",
+                    f"{decision.action}: {decision.detail}",
+                    applied=decision.action != "frozen",
+                )
+            )
+        self.journal.flush()
 
     def _redrive_prefix(
         self,

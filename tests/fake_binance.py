@@ -32,12 +32,14 @@ class Fault:
     kind: str  # timeout | 5xx | 429 | malformed
     times: int = 1
     delay_s: float = 2.0
+    after: int = 0  # let this many matching requests through first
 
 
 @dataclass
 class FakeBinance:
     series: dict[str, list[Candle]]  # by ccxt symbol, e.g. ETH/BTC
     start: int  # candles visible at the first request of each symbol
+    step: int = 1  # candles revealed by each later request of a symbol
     balances: dict[str, float] = field(default_factory=lambda: {"BTC": 1.0})
     orders: list[dict[str, Any]] = field(default_factory=list)
     client_ids: list[str] = field(default_factory=list)  # every newClientOrderId received
@@ -69,6 +71,9 @@ class FakeBinance:
             if not queue:
                 return None
             fault = queue[0]
+            if fault.after > 0:
+                fault.after -= 1
+                return None
             fault.times -= 1
             if fault.times <= 0:
                 queue.pop(0)
@@ -121,7 +126,8 @@ class FakeBinance:
     def klines(self, params: dict[str, str]) -> list[list[Any]]:
         symbol = self.symbol_of(params["symbol"])
         with self.lock:
-            visible = self.revealed.get(symbol, self.start - 1) + 1
+            previous = self.revealed.get(symbol)
+            visible = self.start if previous is None else previous + self.step
             visible = min(visible, len(self.series[symbol]))
             self.revealed[symbol] = visible
         limit = int(params.get("limit", 500))

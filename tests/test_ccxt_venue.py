@@ -626,3 +626,29 @@ def test_an_unknown_ccxt_exchange_is_refused() -> None:
     pytest.importorskip("ccxt.async_support")
     with pytest.raises(VenueError, match="ccxt has no exchange 'nosuchvenue'"):
         CcxtVenue("nosuchvenue", {})
+
+
+def test_the_api_url_override_must_be_an_origin() -> None:
+    with pytest.raises(ValueError, match="AIOS_BINANCE_API_URL must be an origin"):
+        Harness({"AIOS_BINANCE_API_URL": "ftp://127.0.0.1/api"})
+
+
+def test_the_api_url_override_rebases_every_ccxt_url() -> None:
+    from aios.exchange.ccxt_venue import _rebase
+
+    urls = {
+        "public": "https://api.binance.com/api/v3",
+        "sapi": {"v1": "https://api.binance.com/sapi/v1"},
+    }
+    assert _rebase(urls, "http://127.0.0.1:9") == {
+        "public": "http://127.0.0.1:9/api/v3",
+        "sapi": {"v1": "http://127.0.0.1:9/sapi/v1"},
+    }
+
+
+def test_a_malformed_answer_is_a_failure_not_an_empty_result(h: Harness) -> None:
+    h.fake.last_http_response = '{"balances": ['  # type: ignore[attr-defined]
+    h.fake.last_json_response = None  # type: ignore[attr-defined]
+    with pytest.raises(VenueUnavailable, match="not valid JSON"):
+        h.venue.balance("USDT")
+    assert h.venue.breaker.metrics()["exchange_error_rate"] > 0

@@ -114,14 +114,6 @@ def test_a_symbol_that_fails_to_report_holds_the_clock_back(tmp_path: Path) -> N
     runtime.end("stopped")
 
 
-def test_live_orders_without_dry_run_are_refused(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["run", "--exchange", "ccxt:binance", "--state-dir", str(tmp_path)], env={}
-    )
-    assert result.exit_code == 2
-    assert "live order placement is not available yet: run with --dry-run" in result.output
-
-
 def test_an_unknown_exchange_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app, ["run", "--exchange", "kraken", "--state-dir", str(tmp_path)], env={}

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -143,12 +144,12 @@ def test_kill_9_between_candle_times_then_resume_matches_an_uninterrupted_run(
 ) -> None:
     state = tmp_path / "state"
     process = subprocess.Popen(run_args(state, overlay), env=ENV)
-    wait_for_steps(process, state, 96)
+    wait_for_steps(process, state, 256)
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=60) == -signal.SIGKILL
     assert rows(state, "SELECT status FROM runs") == [("running",)]  # killed, not finished
     killed_at = committed_steps(state)
-    assert 96 <= killed_at < LIMIT
+    assert 256 <= killed_at < LIMIT
 
     report = tmp_path / "report.json"
     resumed = resume(state, report)
@@ -244,13 +245,13 @@ def test_sigterm_finishes_the_cycle_writes_the_report_and_exits_0_then_resumes(
     process = subprocess.Popen(
         run_args(state, overlay, "--json", stopped_report), env=ENV, stderr=subprocess.PIPE
     )
-    wait_for_steps(process, state, 64)
+    wait_for_steps(process, state, 256)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert b"aios run --resume" in stderr
     stopped = json.loads(stopped_report.read_text())
-    assert 64 <= stopped["candles"] < LIMIT
+    assert 256 <= stopped["candles"] < LIMIT
     assert rows(state, "SELECT status FROM runs") == [("stopped",)]
     # Every stepped candle time is committed: equity samples, cursor and report agree.
     assert committed_steps(state) == stopped["candles"]
@@ -265,7 +266,7 @@ def test_sigterm_finishes_the_cycle_writes_the_report_and_exits_0_then_resumes(
 def test_sigint_stops_the_same_way(tmp_path: Path, overlay: Path) -> None:
     state = tmp_path / "state"
     process = subprocess.Popen(run_args(state, overlay), env=ENV, stderr=subprocess.PIPE)
-    wait_for_steps(process, state, 32)
+    wait_for_steps(process, state, 256)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
@@ -355,3 +356,177 @@ def test_resume_refuses_finished_runs_and_run_options(tmp_path: Path, overlay: P
     mixed = cli.invoke(app, ["run", "--resume", "--limit", "3", "--state-dir", str(state)])
     assert mixed.exit_code == 2
     assert "drop --limit" in mixed.output
+
+
+class OneReload:
+    """A stand-in for the policy watcher: hands over `policy` at the `at`-th candle time."""
+
+    def __init__(self, policy: object, at: int) -> None:
+        self.policy, self.at, self.calls = policy, at, 0
+
+    def take(self) -> tuple[object, list[object]]:
+        self.calls += 1
+        return (self.policy if self.calls == self.at else None), []
+
+    def stop(self) -> None:
+        return None
+
+
+def test_a_policy_reloaded_before_the_crash_is_reloaded_at_the_same_time_on_resume(
+    tmp_path: Path, overlay: Path
+) -> None:
+    from aios import app as application
+    from aios.data import bundled_data_dir
+    from aios.exchange.paper import PaperBroker
+    from aios.runtime import Runtime, Store, load_recorded, load_series
+
+    blacklist = tmp_path / "blacklist.yaml"
+    blacklist.write_text(OVERLAY + "  universe_os:\n    blacklist: [LTC/BTC]\n", encoding="utf-8")
+    files = [DEFAULT, overlay]
+    data = bundled_data_dir()
+    steps, reload_at, stop_at = 300, 120, 200
+
+    def fresh(state: Path) -> Runtime:
+        policy, plugins = application.load(files, env={})
+        reloaded, _ = application.load([DEFAULT, blacklist], env={})
+        series = load_series(data, policy.get("universe", "symbols"))
+        spec = {"kind": "replay", "data_dir": str(data), "limit": steps, "policy_files": []}
+        runtime = Runtime(policy, plugins, series, state, PaperBroker.from_policy, spec=spec)
+        runtime.watcher = OneReload(reloaded, reload_at)  # type: ignore[assignment]
+        return runtime
+
+    fresh(tmp_path / "a").run(steps)
+
+    stopped = fresh(tmp_path / "b")
+    stopped.run(steps, lambda done, total: stopped.stop.set() if done == stop_at else None)
+    store = Store(database_path(tmp_path / "b"))
+    point = store.resume_point()
+    store.close()
+    assert len(point.policies) == 2  # the start policy and the reload
+    policy, plugins, scheduled = load_recorded(point)
+    series = load_series(data, policy.get("universe", "symbols"))
+    Runtime(
+        policy,
+        plugins,
+        series,
+        tmp_path / "b",
+        PaperBroker.from_policy,
+        spec=point.spec,
+        resume=point,
+        scheduled_policies=scheduled,
+    ).run(steps)
+    assert snapshot(tmp_path / "b") == snapshot(tmp_path / "a")
+    reloads = rows(
+        tmp_path / "b", "SELECT COUNT(*) FROM decisions WHERE hook = 'aios_policy_reloaded'"
+    )
+    assert reloads == [(1,)]
+
+
+def test_a_new_run_marks_a_killed_one_and_it_can_still_be_told_apart(tmp_path: Path) -> None:
+    from aios.runtime import Store
+
+    store = Store(database_path(tmp_path))
+    store.connection.execute(
+        "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, pid)"
+        " VALUES ('run-1', 'x', 'h', '[]', 'OBSERVATION', 'running', 2147480000)"
+    )  # a pid no process has
+    from aios import app as application
+
+    policy, _ = application.load([DEFAULT], env={})
+    from aios.model import Stage
+
+    store.start("run-2", datetime.now(UTC), policy, Stage.OBSERVATION, {"kind": "replay"})
+    assert store.connection.execute(
+        "SELECT run_id, status FROM runs ORDER BY rowid"
+    ).fetchall() == [
+        ("run-1", "killed"),
+        ("run-2", "running"),
+    ]
+    store.close()
+
+
+def test_an_automatic_demotion_in_the_prefix_is_followed_on_resume_not_repeated(
+    tmp_path: Path,
+) -> None:
+    """Started in AUTONOMY, the first candle's CRITICAL risk mode demotes to ADVISORY; the
+    re-drive must run at ADVISORY from then on without a second move in the stage history."""
+    from aios import app as application
+    from aios.data import bundled_data_dir
+    from aios.exchange.paper import PaperBroker
+    from aios.runtime import Runtime, Store, load_recorded, load_series
+    from aios.stages import StageStore
+
+    autonomy = tmp_path / "autonomy.yaml"
+    autonomy.write_text(OVERLAY + "stages:\n  initial: AUTONOMY\n", encoding="utf-8")
+    files = [DEFAULT, autonomy]
+    data = bundled_data_dir()
+    steps = 300
+
+    def fresh(state: Path) -> Runtime:
+        policy, plugins = application.load(files, env={})
+        series = load_series(data, policy.get("universe", "symbols"))
+        spec = {"kind": "replay", "data_dir": str(data), "limit": steps, "policy_files": []}
+        return Runtime(policy, plugins, series, state, PaperBroker.from_policy, spec=spec)
+
+    fresh(tmp_path / "a").run(steps)
+    stopped = fresh(tmp_path / "b")
+    stopped.run(steps, lambda done, total: stopped.stop.set() if done == 150 else None)
+
+    store = Store(database_path(tmp_path / "b"))
+    point = store.resume_point()
+    store.close()
+    assert point.stage.value == "AUTONOMY"  # the stage the run started at
+    policy, plugins, scheduled = load_recorded(point)
+    series = load_series(data, policy.get("universe", "symbols"))
+    resumed = Runtime(
+        policy,
+        plugins,
+        series,
+        tmp_path / "b",
+        PaperBroker.from_policy,
+        spec=point.spec,
+        resume=point,
+        scheduled_policies=scheduled,
+    )
+    resumed.run(steps)
+    assert resumed.stage.value == "ADVISORY"
+    assert snapshot(tmp_path / "b") == snapshot(tmp_path / "a")
+
+    def moves(state: Path) -> list[tuple[object, ...]]:
+        history = StageStore(database_path(state), create=False)
+        try:
+            return [(h["from"], h["to"], h["automatic"]) for h in history.history()]
+        finally:
+            history.close()
+
+    assert moves(tmp_path / "b") == moves(tmp_path / "a")
+    assert [m for m in moves(tmp_path / "b") if m[2]] == [("AUTONOMY", "ADVISORY", True)]
+
+
+@pytest.mark.parametrize(
+    ("status", "pid", "spec", "message"),
+    [
+        ("running", "parent", {"kind": "replay"}, "is still running in process"),
+        (
+            "stopped",
+            None,
+            {"kind": "live", "exchange": "ccxt:binance"},
+            "only replays can be resumed",
+        ),
+        ("stopped", None, None, "legacy run"),
+    ],
+)
+def test_resume_refuses_live_legacy_and_running_runs(
+    tmp_path: Path, status: str, pid: str | None, spec: dict[str, str] | None, message: str
+) -> None:
+    from aios.runtime import ResumeError, Store
+
+    store = Store(database_path(tmp_path))
+    store.connection.execute(
+        "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, spec, pid)"
+        " VALUES ('run-1', 'x', 'h', '[]', 'OBSERVATION', ?, ?, ?)",
+        (status, None if spec is None else json.dumps(spec), os.getppid() if pid else None),
+    )
+    with pytest.raises(ResumeError, match=message):
+        store.resume_point()
+    store.close()

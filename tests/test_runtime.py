@@ -152,14 +152,6 @@ def test_status_without_a_store_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "no state store at" in result.output
 
 
-def test_live_exchange_needs_dry_run(tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["run", "--exchange", "ccxt:binance", "--state-dir", str(tmp_path)], env={}
-    )
-    assert result.exit_code == 2
-    assert "live order placement is not available yet" in result.output
-
-
 def test_status_of_a_run_that_did_not_finish(tmp_path: Path) -> None:
     # a run killed mid-way leaves status 'running' and no report: status reads the equity rows
     policy, plugins = application.load([DEFAULT], env={})

@@ -645,3 +645,182 @@ def test_through_ccxt_venue_client_ids_reach_the_exchange_and_a_timeout_is_unres
             broker.submit(order("c1", OrderAction.CLOSE), at(1), 100.0)
         assert [p["clientOrderId"] for p in exchanges[0].params] == ["o1", "c1"]
         assert [o.client_id for o in broker.unresolved()] == ["c1"]
+
+
+# --- restarts: the store, reconciliation -------------------------------------------------------
+
+
+class ReconcilingFake(FakeVenue):
+    """FakeVenue plus what reconciliation asks: orders by client id, open orders, balances."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: dict[str, dict[str, Any]] = {}
+        self.resting: list[dict[str, Any]] = []
+        self.cancelled: list[str] = []
+        self.lookup_error: Exception | None = None
+
+    def create_order(self, client_order_id: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        answer = super().create_order(client_order_id, *args, **kwargs)
+        self.records[client_order_id] = answer
+        return answer
+
+    def fetch_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        if self.lookup_error is not None:
+            raise self.lookup_error
+        return self.records.get(client_order_id)
+
+    def cancel_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        self.cancelled.append(client_order_id)
+        record = self.records.get(client_order_id)
+        if record is not None:
+            record["status"] = "canceled"
+        return record
+
+    def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
+        return list(self.resting)
+
+    def balances(self) -> dict[str, float]:
+        return {"USDT": self.cash, "ETH": self.base}
+
+
+def stored_broker(tmp_path: Any, venue: ReconcilingFake) -> VenueBroker:
+    from aios.exchange.client_ids import FORMATS, venue_client_id
+    from aios.exchange.venue_store import VenueStore
+
+    store = VenueStore(tmp_path / "state.sqlite", "binance")
+    namespace = store.namespace()
+    return VenueBroker(
+        venue,
+        quote_currency="USDT",
+        cash_buffer_pct=0.0,
+        store=store,
+        venue_client_id=lambda cid: venue_client_id(FORMATS["binance"], namespace, cid),
+        client_id_namespace=namespace,
+    )
+
+
+def test_a_restart_keeps_positions_and_reconciles_an_order_whose_answer_was_lost(
+    tmp_path: Any,
+) -> None:
+    venue = ReconcilingFake()
+    first = stored_broker(tmp_path, venue)
+    first.submit(order("o1", quote_amount=100.0, stop_loss=90.0, take_profit=120.0), at(0), 100.0)
+    # The second buy executes on the venue, but its answer never arrives.
+    real_create = venue.create_order
+
+    def executes_then_times_out(client_order_id: str, *args: Any, **kwargs: Any) -> Any:
+        real_create(client_order_id, *args, **kwargs)
+        raise VenueUnavailable("timed out", exchange="fake", call="create_order")
+
+    venue.create_order = executes_then_times_out  # type: ignore[method-assign]
+    with pytest.raises(VenueOrderError, match="outcome unknown"):
+        first.submit(order("o2", quote_amount=50.0, stop_loss=80.0), at(1), 100.0)
+    venue.create_order = real_create  # type: ignore[method-assign]
+
+    second = stored_broker(tmp_path, venue)  # a new process over the same store
+    assert [p.id for p in second.positions()] == ["o1"]
+    (restored,) = second.positions()
+    assert (restored.stop_loss, restored.take_profit) == (90.0, 120.0)
+    assert [o.client_id for o in second.unresolved()] == ["o2"]
+    decisions = second.reconcile(venue, at(2), [SYMBOL])
+    assert [(d.action, d.subject) for d in decisions] == [
+        ("adopted", "order:o2"),
+        ("adopted", "position:o1"),
+        ("adopted", "position:o2"),
+    ]
+    assert second.unresolved() == ()
+    assert {p.id: p.stop_loss for p in second.positions()} == {"o1": 90.0, "o2": 80.0}
+    # Nothing was sent twice, and no id is sent again after the restart.
+    assert len(venue.sent_ids()) == len(set(venue.sent_ids())) == 2
+    with pytest.raises(BrokerError, match="already"):
+        second.submit(order("o2", quote_amount=50.0), at(3), 100.0)
+    assert len(venue.sent_ids()) == 2
+
+
+def test_reconciliation_freezes_what_it_cannot_settle(tmp_path: Any) -> None:
+    venue = ReconcilingFake()
+    first = stored_broker(tmp_path, venue)
+    first.submit(order("o1", quote_amount=100.0), at(0), 100.0)
+    original = venue.create_order
+    venue.create_order = lambda *a, **k: (_ for _ in ()).throw(  # type: ignore[method-assign]
+        VenueUnavailable("no answer", exchange="fake", call="create_order")
+    )
+    with pytest.raises(VenueOrderError):
+        first.submit(order("c1", OrderAction.CLOSE), at(1), 100.0)
+    venue.create_order = original  # type: ignore[method-assign]
+    venue.lookup_error = VenueUnavailable("still down", exchange="fake", call="fetch_order")
+    venue.base = 0.5  # someone sold half of it by hand meanwhile
+
+    second = stored_broker(tmp_path, venue)
+    decisions = {d.subject: d for d in second.reconcile(venue, at(2), [SYMBOL])}
+    assert decisions["order:c1"].action == "frozen"
+    assert (
+        "look the order up on the venue (the next start asks again)" in decisions["order:c1"].detail
+    )
+    assert decisions["position:o1"].action == "frozen"
+    assert "the venue holds only 0.5" in decisions["position:o1"].detail
+    # Frozen: no venue order for the position, no client-side stop.
+    with pytest.raises(BrokerError, match="unresolved"):
+        second.submit(order("r1", OrderAction.REDUCE, fraction=0.5), at(3), 100.0)
+    assert second.on_candle(SYMBOL, candle(3, 100, 100, 1, 2)) == []
+
+
+def test_a_resting_order_is_cancelled_and_a_stray_one_of_ours_too(tmp_path: Any) -> None:
+    venue = ReconcilingFake()
+    first = stored_broker(tmp_path, venue)
+    first_id: list[str] = []
+
+    def rests(answer: dict[str, Any]) -> dict[str, Any]:
+        first_id.append(answer["clientOrderId"])
+        return {**answer, "status": "open", "filled": 0.4, "remaining": 0.6, "cost": 40.0}
+
+    for client_id in ("o1",):
+        mapped = first._venue_id(client_id)
+        venue.script[mapped] = rests
+    first.submit(order("o1", quote_amount=100.0, order_type=OrderType.LIMIT), at(0), 100.0)
+    assert [o.status for o in first.unresolved()] == ["open"]  # 0.6 still rests on the venue
+    stray = f"{first.client_id_namespace}-run-9-1-1-zzzzzzzzzzzzz"
+    venue.resting = [{"clientOrderId": stray}, {"clientOrderId": "someone-else"}]
+
+    second = stored_broker(tmp_path, venue)
+    decisions = [(d.action, d.subject) for d in second.reconcile(venue, at(1), [SYMBOL])]
+    assert ("cancelled", "order:o1") in decisions
+    assert ("cancelled", f"order:{stray}") in decisions
+    assert venue.cancelled == [first_id[0], stray]  # never someone else's order
+    (position,) = second.positions()
+    assert position.quantity == approx(0.4)  # what filled before the cancel is booked
+
+
+def test_an_order_the_venue_never_received_is_resolved_as_not_placed(tmp_path: Any) -> None:
+    from aios.exchange.venue_store import VenueStore
+
+    venue = ReconcilingFake()
+    broker = stored_broker(tmp_path, venue)
+    mapped = broker._venue_id("o9")
+    assert broker.store is not None
+    broker.store.sending(
+        "o9",
+        mapped,
+        "o9",
+        SYMBOL,
+        {
+            "client_id": "o9",
+            "order_id": "o9",
+            "position_id": "o9",
+            "symbol": SYMBOL,
+            "kind": "OPEN",
+            "amount": 1.0,
+            "order_type": "market",
+            "limit_price": None,
+            "reason": "test",
+            "closes": False,
+            "order": None,
+        },
+    )  # the process died right after the write-ahead, before sending
+    again = stored_broker(tmp_path, venue)
+    assert [(d.action, d.subject) for d in again.reconcile(venue, at(0), [SYMBOL])] == [
+        ("resolved", "order:o9")
+    ]
+    assert again.positions() == ()
+    assert VenueStore(tmp_path / "state.sqlite", "binance").orders(("sending",)) == []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import importlib
 import inspect
 import logging
@@ -198,10 +199,8 @@ class CcxtVenue:
         if exchange_factory is None:
             # Imported here, not on the loop under the call timeout: importing ccxt takes
             # seconds, and a slow import is not a venue that failed to answer.
-            try:
+            with contextlib.suppress(ImportError):  # ccxt_exchange explains it
                 importlib.import_module("ccxt.async_support")
-            except ImportError:
-                pass  # ccxt_exchange explains it
         try:
             # Built on the loop's thread: ccxt binds its throttler and session to the running loop.
             self._exchange = self._run(self._build(factory, config, sandbox), "connect")

@@ -430,6 +430,7 @@ class VenueBroker:
                 float(stored.applied.get("fee_base", 0.0)),
             )
             self._pending[intent.client_id] = _Pending(intent, applied)
+            self._log(intent, stored.status, detail=stored.detail or "restored after a restart")
             frozen = self._positions.get(intent.position_id)
             if frozen is not None:
                 frozen.unresolved.add(intent.client_id)
@@ -477,7 +478,7 @@ class VenueBroker:
                         intent.symbol,
                         f"{venue_id} could not be settled ({self.venue.redact(str(exc))}): "
                         f"position {intent.position_id} stays frozen; look the order up on the "
-                        "venue and resolve it",
+                        "venue (the next start asks again)",
                     )
                 )
                 continue
@@ -538,8 +539,8 @@ class VenueBroker:
                     "frozen",
                     (
                         f"aios tracks {held[base]:.10g} {base} in positions, the venue holds only "
-                        f"{on_venue:.10g} (sold outside aios?): frozen, nothing is sold; close or "
-                        "adjust it by hand"
+                        f"{on_venue:.10g} (sold outside aios?): frozen, nothing is sold; settle "
+                        "it on the venue (the next start checks again)"
                     ),
                 )
             done.append(Reconciliation(action, subject, book.symbol, detail))

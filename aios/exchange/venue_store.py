@@ -72,6 +72,8 @@ class VenueStore:
 
     def __init__(self, path: Path | str, exchange: str) -> None:
         self.exchange = exchange
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(
             str(path), isolation_level=None, timeout=10.0, check_same_thread=False
         )
