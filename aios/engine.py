@@ -60,7 +60,7 @@ from aios.model import (
 from aios.model_registry import ModelRegistry, ModelVersion
 from aios.numeric import population_stdev
 from aios.policy import Policy
-from aios.registry import HookResult, PluginSet
+from aios.registry import HookResult, PluginSet, notify_observers
 
 SAFETY = "safety"
 ENGINE = "engine"
@@ -344,6 +344,7 @@ class Engine:
                     False,
                     f"raised {result.error}; {handling}",
                 )
+        notify_observers(hook, kwargs, results)
         return results
 
     def _journal(

@@ -336,12 +336,18 @@ def call_each(
             )
             continue
         results.append(HookResult(name, value, None, time.perf_counter() - started))
-    if _observers:  # the only cost when nothing observes: one truth test per hook call
-        _notify(hook_name, kwargs, results)
+    notify_observers(hook_name, kwargs, results)
     return results
 
 
-def _notify(hook_name: str, kwargs: Mapping[str, Any], results: Sequence[HookResult]) -> None:
+def notify_observers(
+    hook_name: str, kwargs: Mapping[str, Any], results: Sequence[HookResult]
+) -> None:
+    """Show observers (tracing, profiling) the implementation calls of one hook call. Whoever
+    calls implementations (`call_each`, the engine's inlined loop) calls this once per hook call;
+    with nothing observing it costs one truth test."""
+    if not _observers:
+        return
     for result in results:
         call = HookCall(
             hook_name, result.plugin, result.seconds, result.value, result.error, kwargs

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import pluggy
+
 from aios.app import load
 from aios.data import bundled_data_dir, symbol_from_filename
 from aios.engine import Engine
