@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from aios.app import load  # noqa: E402
-from aios.bus import Bus, BusSettings, open_bus  # noqa: E402
+from aios.bus import Bus, BusSettings, BusUnavailable, open_bus  # noqa: E402
 from aios.bus.events import RewardComputed, event  # noqa: E402
 from aios.data import bundled_data_dir  # noqa: E402
 from aios.exchange.paper import PaperBroker  # noqa: E402
@@ -172,6 +172,13 @@ def main() -> None:
 
     def redis_bus() -> Bus:
         return open_bus(arguments.redis, BusSettings(prefix=prefix))
+
+    probe = open_bus(arguments.redis, BusSettings(reconnect_attempts=2))
+    try:
+        probe.ping()
+    except BusUnavailable as exc:
+        raise SystemExit(f"bench/bus.py: {exc}; start redis-server on 127.0.0.1:6379") from None
+    probe.close()
 
     figures = []
     samples: dict[str, list[float]] = {}
