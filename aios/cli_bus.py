@@ -23,11 +23,12 @@ service_app = typer.Typer(
 )
 
 BusOption = Annotated[
-    str,
+    Optional[str],  # noqa: UP045
     typer.Option(
         "--bus",
         envvar="AIOS_BUS",
-        help="The bus: redis://host:port/db (Redis Streams) or memory:// (in-process).",
+        help="The bus: redis://host:port/db (Redis Streams) or memory:// (in-process). "
+        "Default: the policy's bus.url.",
     ),
 ]
 PolicyOption = Annotated[
@@ -52,10 +53,11 @@ def _policy(files: list[Path] | None) -> tuple[Any, Any]:
     return load_or_exit(files)
 
 
-def _open(url: str, policy: Any, *, shared: bool) -> Bus:
+def _open(chosen: str | None, policy: Any, *, shared: bool) -> Bus:
     from aios.bus import BusSettings, BusUnavailable, open_bus
     from aios.cli import fail, usage_error
 
+    url = chosen or str(policy.get("bus", "url", default="redis://127.0.0.1:6379/0"))
     if shared and url.startswith("memory"):
         raise usage_error(
             "an in-process bus is not shared between processes: pass --bus redis://host:port/db"
@@ -100,7 +102,7 @@ def _run(service: Any) -> None:
 
 
 def worker(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     data_dir: DataOption = None,
     name: Annotated[
@@ -132,13 +134,13 @@ def worker(
         clock=time.time,
         models=models,
     )
-    typer.echo(f"aios worker {service.name}: on {bus}", err=True)
+    typer.echo(f"aios worker {service.name}: started", err=True)
     _run(service)
 
 
 @service_app.command("risk-gate")
 def risk_gate(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     data_dir: DataOption = None,
     state_dir: StateOption = None,
@@ -199,7 +201,7 @@ def risk_gate(
 
 @service_app.command("rl-agent")
 def rl_agent(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     state_dir: StateOption = None,
     book: Annotated[str, typer.Option(help="Which book's closed trades to learn from.")] = "shadow",
@@ -216,13 +218,13 @@ def rl_agent(
     service = RlAgentService(
         shared, loaded, resolve_state_dir(state_dir), clock=time.time, book=book
     )
-    typer.echo(f"aios rl-agent: on {bus}, learning from the {book} book", err=True)
+    typer.echo(f"aios rl-agent: learning from the {book} book", err=True)
     _run(service)
 
 
 @service_app.command("risk-proposals")
 def risk_proposals(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     book: Annotated[str, typer.Option(help="Which book's open positions to watch.")] = "actual",
 ) -> None:
@@ -235,13 +237,13 @@ def risk_proposals(
     loaded, plugins = _policy(policy)
     shared = _open(bus, loaded, shared=False)
     service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book)
-    typer.echo(f"aios risk-proposals: on {bus}, watching the {book} book", err=True)
+    typer.echo(f"aios risk-proposals: watching the {book} book", err=True)
     _run(service)
 
 
 @service_app.command("dead-letters")
 def dead_letters(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
 ) -> None:
     """List the dead-letter stream: every malformed entry, where it came from and why."""
