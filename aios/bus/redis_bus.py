@@ -464,9 +464,13 @@ class RedisBus:
     # --- health and housekeeping ---------------------------------------------------------------
 
     def health(self) -> HealthReport:
-        """CRITICAL while Redis is unreachable, DEGRADED for the report after a reconnect."""
-        with contextlib.suppress(BusUnavailable):
-            self.ping()
+        """CRITICAL while Redis is unreachable, DEGRADED for the report after a reconnect.
+
+        Read from the last call's outcome (the gate calls Redis every candle time); only a bus
+        that is not connected is pinged, to find out whether it is back."""
+        if not self.connected:
+            with contextlib.suppress(BusUnavailable):
+                self.ping()
         fresh_reconnects = self.reconnects - self._reconnects_reported
         if self.connected:
             self._reconnects_reported = self.reconnects
