@@ -109,7 +109,14 @@ def worker(
         Optional[str],  # noqa: UP045
         typer.Option(help="This worker's consumer name. Default: <host>-<pid>."),
     ] = None,
-    state_dir: StateOption = None,
+    state_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--state-dir",
+            help="State directory whose model registry supplies the champion signal model "
+            "(the risk gate's). Default: ./state or AIOS_STATE_DIR.",
+        ),
+    ] = None,
 ) -> None:
     """Compute signals for a share of the symbol universe, until SIGTERM.
 
@@ -121,10 +128,13 @@ def worker(
     from aios.model_registry import ModelRegistry
     from aios.services.worker import SignalWorker
     from aios.state import database_path
+    from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
     shared = _open(bus, loaded, shared=True)
-    models = None if state_dir is None else ModelRegistry(database_path(state_dir))
+    database = database_path(resolve_state_dir(state_dir))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    models = ModelRegistry(database)
     service = SignalWorker(
         shared,
         loaded,

@@ -113,7 +113,7 @@ def distributed_rate(url: str, workers: int, times: int) -> float:
         env = {k: v for k, v in os.environ.items() if k != "AIOS_BUS"}
         processes = [
             subprocess.Popen(
-                [*command, "--name", f"bench-{i}"],
+                [*command, "--name", f"bench-{i}", "--state-dir", str(Path(scratch) / f"w{i}")],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
