@@ -107,6 +107,7 @@ class SignalWorker:
         self.held: list[str] = []
         self._draining: set[str] = set()
         self._rebalanced: float | None = None
+        self._stats_at: float | None = None
         self._warm = False
         self._times = sorted({c.time for candles in series.values() for c in candles})
         self._first = {s: c[0].time for s, c in series.items() if c}
@@ -177,7 +178,28 @@ class SignalWorker:
             if self.stop.is_set():
                 break  # the rest stays pending: redelivered to whoever holds the symbol
             self.process(delivery)
+        self.publish_stats()
         return len(deliveries)
+
+    def publish_stats(self, *, force: bool = False) -> bool:
+        """Replace `<prefix>:stats:worker:<name>` every `stats_interval_s` (on the clock)."""
+        now = self.clock()
+        interval = self.bus.settings.stats_interval_s
+        if not force and self._stats_at is not None and now - self._stats_at < interval:
+            return False
+        self._stats_at = now
+        self.bus.write_hash(
+            f"worker:{self.name}",
+            {
+                "held": ",".join(self.held),
+                "processed": str(self.stats.processed),
+                "duplicates": str(self.stats.duplicates),
+                "reclaimed": str(self.stats.reclaimed),
+                "signals": str(self.stats.signals),
+                "updated_at": repr(now),
+            },
+        )
+        return True
 
     def process(self, delivery: Delivery) -> bool:
         """Compute and commit one entry's report; False when it had been committed before."""

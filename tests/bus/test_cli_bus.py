@@ -83,3 +83,9 @@ def test_risk_gate_command_replays_through_a_worker(
     finally:
         assert stop(one) == 0
         bus.clear()
+
+
+def test_the_cli_starts_without_importing_redis() -> None:
+    probe = "import sys, aios.cli; print(sorted(m for m in ('redis', 'numpy') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]"
