@@ -90,14 +90,14 @@ def _series(policy: Any, data_dir: Path | None) -> dict[str, Any]:
 
 
 def _run(service: Any) -> None:
-    from aios.bus import BusUnavailable
+    from aios.bus import BusError
     from aios.cli import fail
     from aios.services import install_stop_handlers, run_until_stopped
 
     install_stop_handlers(service.stop)
     try:
         run_until_stopped(service)
-    except BusUnavailable as exc:
+    except BusError as exc:
         raise fail(exc) from None
 
 
@@ -169,7 +169,7 @@ def risk_gate(
 ) -> None:
     """Replay the data through workers on the bus: feed them, decide each candle time once
     every symbol has reported it, trade both books, publish intents, fills and closed trades."""
-    from aios.bus import BusUnavailable
+    from aios.bus import BusError
     from aios.cli import fail
     from aios.exchange.paper import PaperBroker
     from aios.services import install_stop_handlers
@@ -192,7 +192,7 @@ def risk_gate(
     typer.echo(f"aios risk gate: replay {gate.replay_id}, {len(gate.times)} candle times", err=True)
     try:
         report = gate.run()
-    except BusUnavailable as exc:
+    except BusError as exc:
         raise fail(exc) from None
     if report is None:
         raise fail("stopped before the first candle time was decided")

@@ -48,7 +48,11 @@ def per_symbol(stream: str, symbol: str) -> str:
     return f"{stream}:{symbol}"
 
 
-class BusUnavailable(RuntimeError):
+class BusError(RuntimeError):
+    """The bus refused an operation (for instance a consumer group lost with a Redis restart)."""
+
+
+class BusUnavailable(BusError):
     """The bus could not be reached after every reconnect attempt."""
 
 
@@ -296,6 +300,7 @@ __all__ = [
     "RISK_PROPOSALS",
     "SIGNALS",
     "Bus",
+    "BusError",
     "BusSettings",
     "BusUnavailable",
     "DeadLetter",

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.bus import DEAD_LETTER, BusSettings, Clock, DeadLetter, Delivery
+from aios.bus import DEAD_LETTER, BusError, BusSettings, Clock, DeadLetter, Delivery
 from aios.bus.events import Event, EventInvalid, decode, encode
 from aios.model import HealthReport, HealthStatus
 
@@ -131,7 +131,7 @@ class InProcessBus:
             source = self._get(stream)
             state = source.groups.get(group)
             if state is None:
-                raise KeyError(f"no consumer group {group!r} on {stream!r} (NOGROUP)")
+                raise BusError(f"NOGROUP no consumer group {group!r} on {stream!r}")
             fresh = [s for s in source.entries if s > state.cursor][:limit]
             for sequence in fresh:
                 state.cursor = sequence

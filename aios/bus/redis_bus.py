@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from aios.bus import (
     DEAD_LETTER,
+    BusError,
     BusSettings,
     BusUnavailable,
     Clock,
@@ -142,6 +143,9 @@ class RedisBus:
                 result = operation(self._client)
                 self.connected = True
                 return result
+            except redis.ResponseError as exc:
+                self.connected = True
+                raise BusError(f"Redis at {self._where} refused: {exc}") from None
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self.connected = False
                 self._last_error = f"{type(exc).__name__}: {exc}"
