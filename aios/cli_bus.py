@@ -53,7 +53,7 @@ def _policy(files: list[Path] | None) -> tuple[Any, Any]:
     return load_or_exit(files)
 
 
-def _open(chosen: str | None, policy: Any, *, shared: bool) -> Bus:
+def _open(chosen: str | None, policy: Any, *, shared: bool, name: str | None = None) -> Bus:
     from aios.bus import BusSettings, BusUnavailable, open_bus
     from aios.cli import fail, usage_error
 
@@ -63,7 +63,7 @@ def _open(chosen: str | None, policy: Any, *, shared: bool) -> Bus:
             "an in-process bus is not shared between processes: pass --bus redis://host:port/db"
         )
     try:
-        bus = open_bus(url, BusSettings.from_policy(policy))
+        bus = open_bus(url, BusSettings.from_policy(policy), client_name=name)
     except ValueError as exc:
         raise usage_error(str(exc)) from None
     if not url.startswith("memory"):
@@ -131,7 +131,8 @@ def worker(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=True)
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    shared = _open(bus, loaded, shared=True, name=f"aios-worker-{name}")
     database = database_path(resolve_state_dir(state_dir))
     database.parent.mkdir(parents=True, exist_ok=True)
     models = ModelRegistry(database)
@@ -140,7 +141,7 @@ def worker(
         loaded,
         plugins,
         _series(loaded, data_dir),
-        name or f"{socket.gethostname()}-{os.getpid()}",
+        name,
         clock=time.time,
         models=models,
     )
@@ -177,7 +178,7 @@ def risk_gate(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=True)
+    shared = _open(bus, loaded, shared=True, name="aios-risk-gate")
     gate = RiskGate(
         shared,
         loaded,
@@ -224,7 +225,7 @@ def rl_agent(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, _ = _policy(policy)
-    shared = _open(bus, loaded, shared=False)
+    shared = _open(bus, loaded, shared=False, name="aios-rl-agent")
     service = RlAgentService(
         shared, loaded, resolve_state_dir(state_dir), clock=time.time, book=book
     )
@@ -245,7 +246,7 @@ def risk_proposals(
     from aios.services.risk_proposals import RiskProposalService
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=False)
+    shared = _open(bus, loaded, shared=False, name="aios-risk-proposals")
     service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book)
     typer.echo(f"aios risk-proposals: watching the {book} book", err=True)
     _run(service)

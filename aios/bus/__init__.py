@@ -276,8 +276,10 @@ def open_bus(
     *,
     clock: Clock = time.time,
     sleep: Sleep = time.sleep,
+    client_name: str | None = None,
 ) -> Bus:
-    """A bus from a URL: `memory://` (in-process) or `redis://host:port/db`."""
+    """A bus from a URL: `memory://` (in-process) or `redis://host:port/db`. `client_name`
+    names the Redis connection (CLIENT LIST shows which service is which)."""
     chosen = settings or BusSettings()
     if url in ("memory://", "memory", ""):
         from aios.bus.memory import InProcessBus
@@ -286,7 +288,7 @@ def open_bus(
     if url.startswith(("redis://", "rediss://", "unix://")):
         from aios.bus.redis_bus import RedisBus
 
-        return RedisBus.from_url(url, chosen, clock=clock, sleep=sleep)
+        return RedisBus.from_url(url, chosen, clock=clock, sleep=sleep, client_name=client_name)
     raise ValueError(f"unknown bus {url!r}: use memory:// or redis://host:port/db")
 
 

@@ -117,12 +117,24 @@ class RedisBus:
         self._scripts: dict[str, Any] = {}
 
     @classmethod
-    def from_url(cls, url: str, settings: BusSettings, *, clock: Clock, sleep: Sleep) -> RedisBus:
+    def from_url(
+        cls,
+        url: str,
+        settings: BusSettings,
+        *,
+        clock: Clock,
+        sleep: Sleep,
+        client_name: str | None = None,
+    ) -> RedisBus:
         import redis
 
         def factory() -> Client:
             return redis.Redis.from_url(
-                url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5
+                url,
+                decode_responses=True,
+                socket_timeout=30,
+                socket_connect_timeout=5,
+                client_name=client_name,
             )
 
         where = url.split("@")[-1]  # never a password in a health report

@@ -113,11 +113,19 @@ def test_a_killed_workers_pending_entries_are_reclaimed_none_lost_none_twice(
             time.sleep(0.005)
         else:
             raise AssertionError("the victim never had entries in hand")
+        import redis
+
+        raw = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert any(c.get("name") == "aios-worker-victim" for c in raw.client_list())
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-        # a command the victim had already sent may still execute: let Redis drain it, then
-        # what is pending is what the victim left undone
-        time.sleep(0.1)
+        # a command the victim had already sent may still execute: once Redis has dropped its
+        # connection (after running what it had received), what is pending is what it left undone
+        wait_for(
+            lambda: all(c.get("name") != "aios-worker-victim" for c in raw.client_list()),
+            "Redis to drop the killed worker's connection",
+        )
+        raw.close()
         in_hand = {i for s in streams for i in bus.pending_ids(s, WORKERS, "victim")}
         assert in_hand
 
