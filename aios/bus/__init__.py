@@ -230,6 +230,11 @@ class Bus(Protocol):
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
+    def take_dead_letters(self) -> list[DeadLetter]:
+        """What this bus object moved to the dead-letter stream since the last call (no round
+        trip): a reader waiting for an entry learns that it arrived malformed."""
+        ...
+
     def write_hash(self, name: str, values: Mapping[str, str]) -> None:
         """Replace the fields of the hash `<prefix>:stats:<name>`."""
         ...

@@ -115,6 +115,7 @@ class RedisBus:
         self._reconnects_reported = 0
         self._last_error = ""
         self._scripts: dict[str, Any] = {}
+        self._moved: list[DeadLetter] = []
 
     @classmethod
     def from_url(
@@ -252,6 +253,7 @@ class RedisBus:
 
         self._call(move)
         self.dead_lettered += 1
+        self._moved.append(DeadLetter(stream, entry_id, reason, dict(raw)))
 
     def consume(
         self,
@@ -420,6 +422,10 @@ class RedisBus:
     def length(self, stream: str) -> int:
         key = self._stream(stream)
         return int(self._call(lambda c: c.xlen(key)))
+
+    def take_dead_letters(self) -> list[DeadLetter]:
+        moved, self._moved = self._moved, []
+        return moved
 
     def dead_letters(self) -> list[DeadLetter]:
         return [

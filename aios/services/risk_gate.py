@@ -240,7 +240,34 @@ class RiskGate:
                 self.bus.ack(delivery, GATE)  # a second report of one (symbol, time)
                 continue
             slot[report.symbol] = (report, delivery)
+        self._malformed_reports()
         return len(deliveries)
+
+    def _malformed_reports(self) -> None:
+        """A worker's report that arrived malformed stands for an error of that (symbol, time),
+        so the barrier completes and the engine records the failure (as a source that raised);
+        otherwise the gate would wait for it forever."""
+        prefix = f"{self.replay_id}/signals/"
+        for letter in self.bus.take_dead_letters():
+            entry_id = letter.raw.get("id", "")
+            if letter.source != SIGNALS or not entry_id.startswith(prefix):
+                continue
+            symbol, _, stamp = entry_id[len(prefix) :].rpartition("/")
+            try:
+                time = datetime.fromisoformat(stamp)
+            except ValueError:
+                continue
+            if symbol not in self.series:
+                continue
+            slot = self._buffer.setdefault(time, {})
+            if symbol in slot:
+                continue
+            error = (
+                "bus",
+                f"malformed report (dead-lettered as {letter.entry_id}): {letter.reason}",
+            )
+            report = SignalsReported(symbol, time, "?", (), (error,))
+            slot[symbol] = (report, Delivery(SIGNALS, letter.entry_id, event(entry_id, report)))
 
     def _ready(self, time: datetime) -> bool:
         return set(self.candidates(time)) <= set(self._buffer.get(time, {}))

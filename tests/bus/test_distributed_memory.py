@@ -66,3 +66,42 @@ def test_a_worker_started_late_warms_up_and_the_decisions_still_equal(tmp_path: 
     assert decisions(tmp_path / "multi") == decisions(tmp_path / "single")
     assert report is not None
     assert report.books == expected_report.books
+
+
+def test_a_malformed_report_counts_as_its_sources_error_and_the_replay_goes_on(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    from aios.state import database_path
+
+    clock = FakeClock()
+    bus = InProcessBus(BusSettings(prefix="t", replay_window=8), clock=clock)
+    one = worker(bus, "w", clock)
+    risk_gate = gate(bus, tmp_path, 30)
+    second = risk_gate.times[1]
+    bus.publish_raw(
+        SIGNALS,
+        {
+            "id": f"{risk_gate.replay_id}/signals/ETH/BTC/{second.isoformat()}",
+            "type": "ai.signal_generated",
+            "v": "1",
+            "data": '{"symbol": "ETH/BTC"}',
+        },
+    )
+    risk_gate.start()
+    risk_gate.pump(block_ms=0)  # the malformed report arrives before the worker's
+    while not risk_gate.finished:
+        one.poll(block_ms=0)
+        risk_gate.pump(block_ms=0)
+    risk_gate.finish()
+    connection = sqlite3.connect(str(database_path(tmp_path)))
+    errors = connection.execute(
+        "SELECT cycle, symbol, reason FROM decisions WHERE outcome = 'error'"
+    ).fetchall()
+    connection.close()
+    assert len(errors) == 1
+    cycle, _, reason = errors[0]
+    assert cycle == 2
+    assert "malformed report" in reason
+    assert "data.time: missing (required by SignalsReported)" in reason
