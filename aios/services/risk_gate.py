@@ -150,6 +150,10 @@ class RecordingBroker:
     def closed_trades(self) -> Sequence[ClosedTrade]:
         return self.inner.closed_trades()
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else the runtime asks of its broker goes to the real one."""
+        return getattr(self.inner, name)
+
 
 class _GateRuntime(Runtime):
     """The runtime, with the bus's health among the components self-healing sees."""
