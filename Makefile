@@ -38,6 +38,7 @@ test: lint typecheck pytest
 
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bus.py
 
 docs: $(VENV)/.installed-run
 	$(BIN)/aios schema --markdown --output docs/policy-reference.md

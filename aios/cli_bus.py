@@ -23,11 +23,12 @@ service_app = typer.Typer(
 )
 
 BusOption = Annotated[
-    str,
+    Optional[str],  # noqa: UP045
     typer.Option(
         "--bus",
         envvar="AIOS_BUS",
-        help="The bus: redis://host:port/db (Redis Streams) or memory:// (in-process).",
+        help="The bus: redis://host:port/db (Redis Streams) or memory:// (in-process). "
+        "Default: the policy's bus.url.",
     ),
 ]
 PolicyOption = Annotated[
@@ -52,16 +53,17 @@ def _policy(files: list[Path] | None) -> tuple[Any, Any]:
     return load_or_exit(files)
 
 
-def _open(url: str, policy: Any, *, shared: bool) -> Bus:
+def _open(chosen: str | None, policy: Any, *, shared: bool, name: str | None = None) -> Bus:
     from aios.bus import BusSettings, BusUnavailable, open_bus
     from aios.cli import fail, usage_error
 
+    url = chosen or str(policy.get("bus", "url", default="redis://127.0.0.1:6379/0"))
     if shared and url.startswith("memory"):
         raise usage_error(
             "an in-process bus is not shared between processes: pass --bus redis://host:port/db"
         )
     try:
-        bus = open_bus(url, BusSettings.from_policy(policy))
+        bus = open_bus(url, BusSettings.from_policy(policy), client_name=name)
     except ValueError as exc:
         raise usage_error(str(exc)) from None
     if not url.startswith("memory"):
@@ -88,26 +90,33 @@ def _series(policy: Any, data_dir: Path | None) -> dict[str, Any]:
 
 
 def _run(service: Any) -> None:
-    from aios.bus import BusUnavailable
+    from aios.bus import BusError
     from aios.cli import fail
     from aios.services import install_stop_handlers, run_until_stopped
 
     install_stop_handlers(service.stop)
     try:
         run_until_stopped(service)
-    except BusUnavailable as exc:
+    except BusError as exc:
         raise fail(exc) from None
 
 
 def worker(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     data_dir: DataOption = None,
     name: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(help="This worker's consumer name. Default: <host>-<pid>."),
     ] = None,
-    state_dir: StateOption = None,
+    state_dir: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--state-dir",
+            help="State directory whose model registry supplies the champion signal model "
+            "(the risk gate's). Default: ./state or AIOS_STATE_DIR.",
+        ),
+    ] = None,
 ) -> None:
     """Compute signals for a share of the symbol universe, until SIGTERM.
 
@@ -119,26 +128,30 @@ def worker(
     from aios.model_registry import ModelRegistry
     from aios.services.worker import SignalWorker
     from aios.state import database_path
+    from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=True)
-    models = None if state_dir is None else ModelRegistry(database_path(state_dir))
+    name = name or f"{socket.gethostname()}-{os.getpid()}"
+    shared = _open(bus, loaded, shared=True, name=f"aios-worker-{name}")
+    database = database_path(resolve_state_dir(state_dir))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    models = ModelRegistry(database)
     service = SignalWorker(
         shared,
         loaded,
         plugins,
         _series(loaded, data_dir),
-        name or f"{socket.gethostname()}-{os.getpid()}",
+        name,
         clock=time.time,
         models=models,
     )
-    typer.echo(f"aios worker {service.name}: on {bus}", err=True)
+    typer.echo(f"aios worker {service.name}: started", err=True)
     _run(service)
 
 
 @service_app.command("risk-gate")
 def risk_gate(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     data_dir: DataOption = None,
     state_dir: StateOption = None,
@@ -157,7 +170,7 @@ def risk_gate(
 ) -> None:
     """Replay the data through workers on the bus: feed them, decide each candle time once
     every symbol has reported it, trade both books, publish intents, fills and closed trades."""
-    from aios.bus import BusUnavailable
+    from aios.bus import BusError
     from aios.cli import fail
     from aios.exchange.paper import PaperBroker
     from aios.services import install_stop_handlers
@@ -165,7 +178,7 @@ def risk_gate(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=True)
+    shared = _open(bus, loaded, shared=True, name="aios-risk-gate")
     gate = RiskGate(
         shared,
         loaded,
@@ -180,7 +193,7 @@ def risk_gate(
     typer.echo(f"aios risk gate: replay {gate.replay_id}, {len(gate.times)} candle times", err=True)
     try:
         report = gate.run()
-    except BusUnavailable as exc:
+    except BusError as exc:
         raise fail(exc) from None
     if report is None:
         raise fail("stopped before the first candle time was decided")
@@ -199,7 +212,7 @@ def risk_gate(
 
 @service_app.command("rl-agent")
 def rl_agent(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     state_dir: StateOption = None,
     book: Annotated[str, typer.Option(help="Which book's closed trades to learn from.")] = "shadow",
@@ -212,17 +225,17 @@ def rl_agent(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, _ = _policy(policy)
-    shared = _open(bus, loaded, shared=False)
+    shared = _open(bus, loaded, shared=False, name="aios-rl-agent")
     service = RlAgentService(
         shared, loaded, resolve_state_dir(state_dir), clock=time.time, book=book
     )
-    typer.echo(f"aios rl-agent: on {bus}, learning from the {book} book", err=True)
+    typer.echo(f"aios rl-agent: learning from the {book} book", err=True)
     _run(service)
 
 
 @service_app.command("risk-proposals")
 def risk_proposals(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
     book: Annotated[str, typer.Option(help="Which book's open positions to watch.")] = "actual",
 ) -> None:
@@ -233,15 +246,15 @@ def risk_proposals(
     from aios.services.risk_proposals import RiskProposalService
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=False)
+    shared = _open(bus, loaded, shared=False, name="aios-risk-proposals")
     service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book)
-    typer.echo(f"aios risk-proposals: on {bus}, watching the {book} book", err=True)
+    typer.echo(f"aios risk-proposals: watching the {book} book", err=True)
     _run(service)
 
 
 @service_app.command("dead-letters")
 def dead_letters(
-    bus: BusOption = "redis://127.0.0.1:6379/0",
+    bus: BusOption = None,
     policy: PolicyOption = None,
 ) -> None:
     """List the dead-letter stream: every malformed entry, where it came from and why."""

@@ -10,6 +10,8 @@ deleted afterwards). Figures (median of K runs, with min and max):
   Lua call). Counted from the first publish to the last commit.
 * `bus.memory.end_to_end_per_s`: the same on the in-process bus, for comparison.
 * `replay.single_process`: `aios run`'s runtime on the bundled data (first N candle times).
+* `replay.gate_only`: the risk gate alone, every worker report already on the bus: the ceiling
+  of the serial part.
 * `replay.workers_1/2/3`: the same replay through Redis: 1, 2 or 3 `aios worker` processes and
   the risk gate; candles per second of the gate's run, the workers already started.
 
@@ -36,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from aios.app import load  # noqa: E402
-from aios.bus import Bus, BusSettings, open_bus  # noqa: E402
+from aios.bus import Bus, BusSettings, BusUnavailable, open_bus  # noqa: E402
 from aios.bus.events import RewardComputed, event  # noqa: E402
 from aios.data import bundled_data_dir  # noqa: E402
 from aios.exchange.paper import PaperBroker  # noqa: E402
@@ -113,7 +115,7 @@ def distributed_rate(url: str, workers: int, times: int) -> float:
         env = {k: v for k, v in os.environ.items() if k != "AIOS_BUS"}
         processes = [
             subprocess.Popen(
-                [*command, "--name", f"bench-{i}"],
+                [*command, "--name", f"bench-{i}", "--state-dir", str(Path(scratch) / f"w{i}")],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -148,6 +150,41 @@ def distributed_rate(url: str, workers: int, times: int) -> float:
     return report.candles * len(series) / elapsed
 
 
+def gate_only_rate(url: str, times: int) -> float:
+    """The gate's ceiling: every report already on the bus (computed beforehand by an
+    in-process worker), so the run measures the serial part alone."""
+    from aios.bus import SIGNALS
+    from aios.bus.events import CandleClosed
+    from aios.services.worker import SignalWorker, signals_event_id
+
+    prefix = f"aios-bench-{uuid.uuid4().hex[:10]}"
+    policy, plugins = load([DEFAULT_POLICY], env={})
+    series = load_series(bundled_data_dir(), policy.get("universe", "symbols"))
+    bus = open_bus(url, BusSettings(prefix=prefix, block_ms=20))
+    with tempfile.TemporaryDirectory() as scratch:
+        gate = RiskGate(
+            bus, policy, plugins, series, Path(scratch), PaperBroker.from_policy, limit=times
+        )
+        _, worker_plugins = load([DEFAULT_POLICY], env={})
+        worker = SignalWorker(bus, policy, worker_plugins, series, "pre", clock=time.time)
+        by_time = {s: {c.time: c for c in candles} for s, candles in series.items()}
+        items = []
+        for moment in gate.times:
+            for symbol in gate.candidates(moment):
+                work_id = f"{gate.replay_id}/candle/{symbol}/{moment.isoformat()}"
+                report = worker.compute(CandleClosed(symbol, moment, by_time[symbol].get(moment)))
+                items.append((SIGNALS, event(signals_event_id(work_id), report)))
+        for start in range(0, len(items), 500):
+            bus.publish_many(items[start : start + 500])  # type: ignore[arg-type]
+        started = time.perf_counter()
+        report = gate.run()
+        elapsed = time.perf_counter() - started
+    bus.clear()
+    bus.close()
+    assert report is not None
+    return report.candles * len(series) / elapsed
+
+
 def summarise(name: str, unit: str, samples: list[float]) -> dict[str, object]:
     return {
         "name": name,
@@ -173,6 +210,13 @@ def main() -> None:
     def redis_bus() -> Bus:
         return open_bus(arguments.redis, BusSettings(prefix=prefix))
 
+    probe = open_bus(arguments.redis, BusSettings(reconnect_attempts=2))
+    try:
+        probe.ping()
+    except BusUnavailable as exc:
+        raise SystemExit(f"bench/bus.py: {exc}; start redis-server on 127.0.0.1:6379") from None
+    probe.close()
+
     figures = []
     samples: dict[str, list[float]] = {}
     for _ in range(repeat):
@@ -194,6 +238,7 @@ def main() -> None:
     units = {k: "events/s" for k in samples}
     for _ in range(repeat):
         samples.setdefault("replay.single_process", []).append(single_process_rate(times))
+        samples.setdefault("replay.gate_only", []).append(gate_only_rate(arguments.redis, times))
         for workers in (1, 2, 3):
             samples.setdefault(f"replay.workers_{workers}", []).append(
                 distributed_rate(arguments.redis, workers, times)

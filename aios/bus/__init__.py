@@ -48,7 +48,11 @@ def per_symbol(stream: str, symbol: str) -> str:
     return f"{stream}:{symbol}"
 
 
-class BusUnavailable(RuntimeError):
+class BusError(RuntimeError):
+    """The bus refused an operation (for instance a consumer group lost with a Redis restart)."""
+
+
+class BusUnavailable(BusError):
     """The bus could not be reached after every reconnect attempt."""
 
 
@@ -226,6 +230,11 @@ class Bus(Protocol):
 
     def dead_letters(self) -> list[DeadLetter]: ...
 
+    def take_dead_letters(self) -> list[DeadLetter]:
+        """What this bus object moved to the dead-letter stream since the last call (no round
+        trip): a reader waiting for an entry learns that it arrived malformed."""
+        ...
+
     def write_hash(self, name: str, values: Mapping[str, str]) -> None:
         """Replace the fields of the hash `<prefix>:stats:<name>`."""
         ...
@@ -272,8 +281,10 @@ def open_bus(
     *,
     clock: Clock = time.time,
     sleep: Sleep = time.sleep,
+    client_name: str | None = None,
 ) -> Bus:
-    """A bus from a URL: `memory://` (in-process) or `redis://host:port/db`."""
+    """A bus from a URL: `memory://` (in-process) or `redis://host:port/db`. `client_name`
+    names the Redis connection (CLIENT LIST shows which service is which)."""
     chosen = settings or BusSettings()
     if url in ("memory://", "memory", ""):
         from aios.bus.memory import InProcessBus
@@ -282,7 +293,7 @@ def open_bus(
     if url.startswith(("redis://", "rediss://", "unix://")):
         from aios.bus.redis_bus import RedisBus
 
-        return RedisBus.from_url(url, chosen, clock=clock, sleep=sleep)
+        return RedisBus.from_url(url, chosen, clock=clock, sleep=sleep, client_name=client_name)
     raise ValueError(f"unknown bus {url!r}: use memory:// or redis://host:port/db")
 
 
@@ -296,6 +307,7 @@ __all__ = [
     "RISK_PROPOSALS",
     "SIGNALS",
     "Bus",
+    "BusError",
     "BusSettings",
     "BusUnavailable",
     "DeadLetter",

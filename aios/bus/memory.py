@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.bus import DEAD_LETTER, BusSettings, Clock, DeadLetter, Delivery
+from aios.bus import DEAD_LETTER, BusError, BusSettings, Clock, DeadLetter, Delivery
 from aios.bus.events import Event, EventInvalid, decode, encode
 from aios.model import HealthReport, HealthStatus
 
@@ -53,6 +53,7 @@ class InProcessBus:
         self._leases: dict[str, tuple[str, float]] = {}
         self._members: dict[str, dict[str, float]] = {}
         self.dead_lettered = 0
+        self._moved: list[DeadLetter] = []
 
     @staticmethod
     def _id(sequence: int) -> str:
@@ -102,6 +103,7 @@ class InProcessBus:
             self._append(DEAD_LETTER, letter)
             self._get(stream).groups[group].pending.pop(sequence, None)
             self.dead_lettered += 1
+            self._moved.append(DeadLetter(stream, self._id(sequence), exc.reason, dict(fields)))
             return None
         return Delivery(stream, self._id(sequence), item, count)
 
@@ -131,7 +133,7 @@ class InProcessBus:
             source = self._get(stream)
             state = source.groups.get(group)
             if state is None:
-                raise KeyError(f"no consumer group {group!r} on {stream!r} (NOGROUP)")
+                raise BusError(f"NOGROUP no consumer group {group!r} on {stream!r}")
             fresh = [s for s in source.entries if s > state.cursor][:limit]
             for sequence in fresh:
                 state.cursor = sequence
@@ -281,6 +283,11 @@ class InProcessBus:
     def length(self, stream: str) -> int:
         with self._lock:
             return len(self._get(stream).entries)
+
+    def take_dead_letters(self) -> list[DeadLetter]:
+        with self._lock:
+            moved, self._moved = self._moved, []
+            return moved
 
     def dead_letters(self) -> list[DeadLetter]:
         return [

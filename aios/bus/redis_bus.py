@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from aios.bus import (
     DEAD_LETTER,
+    BusError,
     BusSettings,
     BusUnavailable,
     Clock,
@@ -114,14 +115,27 @@ class RedisBus:
         self._reconnects_reported = 0
         self._last_error = ""
         self._scripts: dict[str, Any] = {}
+        self._moved: list[DeadLetter] = []
 
     @classmethod
-    def from_url(cls, url: str, settings: BusSettings, *, clock: Clock, sleep: Sleep) -> RedisBus:
+    def from_url(
+        cls,
+        url: str,
+        settings: BusSettings,
+        *,
+        clock: Clock,
+        sleep: Sleep,
+        client_name: str | None = None,
+    ) -> RedisBus:
         import redis
 
         def factory() -> Client:
             return redis.Redis.from_url(
-                url, decode_responses=True, socket_timeout=30, socket_connect_timeout=5
+                url,
+                decode_responses=True,
+                socket_timeout=30,
+                socket_connect_timeout=5,
+                client_name=client_name,
             )
 
         where = url.split("@")[-1]  # never a password in a health report
@@ -142,6 +156,9 @@ class RedisBus:
                 result = operation(self._client)
                 self.connected = True
                 return result
+            except redis.ResponseError as exc:
+                self.connected = True
+                raise BusError(f"Redis at {self._where} refused: {exc}") from None
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self.connected = False
                 self._last_error = f"{type(exc).__name__}: {exc}"
@@ -236,6 +253,7 @@ class RedisBus:
 
         self._call(move)
         self.dead_lettered += 1
+        self._moved.append(DeadLetter(stream, entry_id, reason, dict(raw)))
 
     def consume(
         self,
@@ -405,6 +423,10 @@ class RedisBus:
         key = self._stream(stream)
         return int(self._call(lambda c: c.xlen(key)))
 
+    def take_dead_letters(self) -> list[DeadLetter]:
+        moved, self._moved = self._moved, []
+        return moved
+
     def dead_letters(self) -> list[DeadLetter]:
         return [
             DeadLetter(f["source"], f["entry_id"], f["reason"], json.loads(f["raw"]))
@@ -464,9 +486,13 @@ class RedisBus:
     # --- health and housekeeping ---------------------------------------------------------------
 
     def health(self) -> HealthReport:
-        """CRITICAL while Redis is unreachable, DEGRADED for the report after a reconnect."""
-        with contextlib.suppress(BusUnavailable):
-            self.ping()
+        """CRITICAL while Redis is unreachable, DEGRADED for the report after a reconnect.
+
+        Read from the last call's outcome (the gate calls Redis every candle time); only a bus
+        that is not connected is pinged, to find out whether it is back."""
+        if not self.connected:
+            with contextlib.suppress(BusUnavailable):
+                self.ping()
         fresh_reconnects = self.reconnects - self._reconnects_reported
         if self.connected:
             self._reconnects_reported = self.reconnects

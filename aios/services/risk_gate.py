@@ -13,9 +13,10 @@ cycle canonically (symbol, confidence, id), so neither the number of workers nor
 can change a decision. Intents of one time are decided one after the other against the book
 including the entries already decided: caps hold across workers.
 
-Per time, after the step: the journal is flushed (the state store commits in the step), then the
-time's `trade.intent`, `execution.result` and `trade.closed` events are published and the
-workers' reports acknowledged in one atomic step under one idempotency key.
+Per time, after the step (the state store commits fills and equity in it; the journal is
+flushed before any order is acted on, as in a single process): the time's `trade.intent`,
+`execution.result` and `trade.closed` events and the next time's work are published and the
+workers' reports acknowledged, in one atomic commit under one idempotency key.
 
 The gate feeds the replay: it publishes the work (`market.candle:<SYMBOL>`) up to
 `bus.replay_window` candle times ahead of the time it decides. A gate that dies ends the replay
@@ -149,6 +150,10 @@ class RecordingBroker:
     def closed_trades(self) -> Sequence[ClosedTrade]:
         return self.inner.closed_trades()
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else the runtime asks of its broker goes to the real one."""
+        return getattr(self.inner, name)
+
 
 class _GateRuntime(Runtime):
     """The runtime, with the bus's health among the components self-healing sees."""
@@ -213,16 +218,17 @@ class RiskGate:
             return [s for s in configured if s in visible]
         return sorted(visible)
 
-    def _publish_work(self, upto: int) -> None:
+    def _work(self, upto: int) -> list[tuple[str, Event[Any]]]:
+        """The work of the candle times not published yet, up to index `upto`."""
+        items: list[tuple[str, Event[Any]]] = []
         while self._published < min(upto, len(self.times)):
             time = self.times[self._published]
-            items: list[tuple[str, Event[Any]]] = []
             for symbol in self.candidates(time):
                 work = CandleClosed(symbol, time, self._by_time[symbol].get(time))
                 work_id = f"{self.replay_id}/candle/{symbol}/{time.isoformat()}"
                 items.append((per_symbol(CANDLES, symbol), event(work_id, work)))
-            self.bus.publish_many(items)
             self._published += 1
+        return items
 
     def _read(self, block_ms: int | None) -> int:
         """Buffer the reports that arrived (waiting up to `block_ms` for the first)."""
@@ -238,7 +244,34 @@ class RiskGate:
                 self.bus.ack(delivery, GATE)  # a second report of one (symbol, time)
                 continue
             slot[report.symbol] = (report, delivery)
+        self._malformed_reports()
         return len(deliveries)
+
+    def _malformed_reports(self) -> None:
+        """A worker's report that arrived malformed stands for an error of that (symbol, time),
+        so the barrier completes and the engine records the failure (as a source that raised);
+        otherwise the gate would wait for it forever."""
+        prefix = f"{self.replay_id}/signals/"
+        for letter in self.bus.take_dead_letters():
+            entry_id = letter.raw.get("id", "")
+            if letter.source != SIGNALS or not entry_id.startswith(prefix):
+                continue
+            symbol, _, stamp = entry_id[len(prefix) :].rpartition("/")
+            try:
+                time = datetime.fromisoformat(stamp)
+            except ValueError:
+                continue
+            if symbol not in self.series:
+                continue
+            slot = self._buffer.setdefault(time, {})
+            if symbol in slot:
+                continue
+            error = (
+                "bus",
+                f"malformed report (dead-lettered as {letter.entry_id}): {letter.reason}",
+            )
+            report = SignalsReported(symbol, time, "?", (), (error,))
+            slot[symbol] = (report, Delivery(SIGNALS, letter.entry_id, event(entry_id, report)))
 
     def _ready(self, time: datetime) -> bool:
         return set(self.candidates(time)) <= set(self._buffer.get(time, {}))
@@ -246,18 +279,18 @@ class RiskGate:
     # --- one time ------------------------------------------------------------------------------
 
     def decide(self, time: datetime) -> None:
-        """Step the runtime at `time` on its reports, publish the outcome, acknowledge."""
+        """Step the runtime at `time` on its reports; then, in one atomic commit, publish the
+        outcome and the next time's work and acknowledge the reports."""
         reports = self._buffer.pop(time, {})
         self.relay.load(time, {symbol: report for symbol, (report, _) in reports.items()})
-        self.runtime.advance_to(time)
-        self.runtime.journal.flush()
+        self.runtime.advance_to(time)  # the store commits; the journal is flushed on orders
+        self.decided += 1
         self.bus.commit_many(
             [delivery for _, delivery in reports.values()],
             GATE,
-            self._outputs(time),
+            [*self._outputs(time), *self._work(self.decided + self.bus.settings.replay_window)],
             key=f"{GATE}:{self.replay_id}:{time.isoformat()}",
         )
-        self.decided += 1
 
     def _outputs(self, time: datetime) -> list[tuple[str, Event[Any]]]:
         outputs: list[tuple[str, Event[Any]]] = []
@@ -300,7 +333,7 @@ class RiskGate:
         if not self.times:
             raise ValueError("no candles to replay")
         self.runtime.begin(self.times[0])
-        self._publish_work(self.bus.settings.replay_window)
+        self.bus.publish_many(self._work(self.bus.settings.replay_window))
 
     def pump(self, block_ms: int | None = None) -> int:
         """Read what arrived, then decide every time whose barrier is complete, in order."""
@@ -310,7 +343,6 @@ class RiskGate:
         while not self.finished and self._ready(self.times[self.decided]):
             self.decide(self.times[self.decided])
             decided += 1
-            self._publish_work(self.decided + self.bus.settings.replay_window)
         return decided
 
     def finish(self) -> RunReport | None:

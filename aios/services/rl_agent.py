@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -83,7 +85,7 @@ class RlAgentService:
         self.trades, self.reward_sum = int(row[0]), float(row[1] or 0.0)
         self.last_reward: float | None = None
         self._last_stats: float | None = None
-        self.name = f"rl-agent-{id(self):x}"
+        self.name = f"rl-agent-{socket.gethostname()}-{os.getpid()}"
         bus.ensure_group(CLOSED, GROUP)
 
     def learning_rate(self) -> float:

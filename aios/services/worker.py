@@ -18,6 +18,13 @@ second effect.
 The worker holds the whole market (every universe symbol's candles, from `--data`): signal
 sources may read any symbol (the built-in model's bootstrap pools them all). Replay only: live
 candle feeds to workers are not built yet.
+
+Warm-up: before its first entry at time T, a worker calls its signal sources as the engine
+would have at every earlier candle time (every candidate symbol, results discarded), so a
+source with learned state (the built-in model trains its bootstrap at the first time enough
+rows exist) is in the state a single process would have at T, also in a worker started late, as
+the replacement of a dead one. Afterwards a worker calls its sources only for its own symbols:
+a source whose state depends on every symbol's calls would diverge (the built-in one does not).
 """
 
 from __future__ import annotations
@@ -100,6 +107,10 @@ class SignalWorker:
         self.held: list[str] = []
         self._draining: set[str] = set()
         self._rebalanced: float | None = None
+        self._stats_at: float | None = None
+        self._warm = False
+        self._times = sorted({c.time for candles in series.values() for c in candles})
+        self._first = {s: c[0].time for s, c in series.items() if c}
         self.stats = WorkerStats()
         self.stop = threading.Event()
         for symbol in self.universe:
@@ -167,7 +178,28 @@ class SignalWorker:
             if self.stop.is_set():
                 break  # the rest stays pending: redelivered to whoever holds the symbol
             self.process(delivery)
+        self.publish_stats()
         return len(deliveries)
+
+    def publish_stats(self, *, force: bool = False) -> bool:
+        """Replace `<prefix>:stats:worker:<name>` every `stats_interval_s` (on the clock)."""
+        now = self.clock()
+        interval = self.bus.settings.stats_interval_s
+        if not force and self._stats_at is not None and now - self._stats_at < interval:
+            return False
+        self._stats_at = now
+        self.bus.write_hash(
+            f"worker:{self.name}",
+            {
+                "held": ",".join(self.held),
+                "processed": str(self.stats.processed),
+                "duplicates": str(self.stats.duplicates),
+                "reclaimed": str(self.stats.reclaimed),
+                "signals": str(self.stats.signals),
+                "updated_at": repr(now),
+            },
+        )
+        return True
 
     def process(self, delivery: Delivery) -> bool:
         """Compute and commit one entry's report; False when it had been committed before."""
@@ -188,6 +220,20 @@ class SignalWorker:
             self.stats.duplicates += 1
         return fresh
 
+    def warm_up(self, until: datetime) -> int:
+        """Call the signal sources at every candle time before `until`, as the engine does
+        (each universe symbol visible then); returns how many times were replayed."""
+        replayed = 0
+        for time in self._times:
+            if time >= until:
+                break
+            for symbol in self.universe:
+                if self._first.get(symbol, time) <= time:
+                    self._signals(time, symbol)
+            replayed += 1
+        self._warm = True
+        return replayed
+
     def compute(self, work: CandleClosed) -> SignalsReported:
         """The signals every source gives for `work.symbol` with the market as of `work.time`."""
         known = self._by_time.get(work.symbol, {}).get(work.time)
@@ -199,9 +245,17 @@ class SignalWorker:
             )
             error = f"DataMismatch: {work.symbol} at {work.time.isoformat()}: {why}"
             return SignalsReported(work.symbol, work.time, self.name, (), (("worker", error),))
-        self.market.advance(work.time)
+        if not self._warm:
+            self.warm_up(work.time)
+        signals, errors = self._signals(work.time, work.symbol)
+        return SignalsReported(work.symbol, work.time, self.name, signals, errors)
+
+    def _signals(
+        self, time: datetime, symbol: str
+    ) -> tuple[tuple[Signal, ...], tuple[tuple[str, str], ...]]:
+        self.market.advance(time)
         ctx = CycleContext(
-            work.time,
+            time,
             0,
             self.policy,
             self.stage,
@@ -214,14 +268,14 @@ class SignalWorker:
         for result in call_each(
             self.plugins.manager,
             "aios_signals",
-            {"ctx": ctx, "symbol": work.symbol},
+            {"ctx": ctx, "symbol": symbol},
             lambda name: own_mode(self.policy, name) is not Mode.OFF,
         ):
             if result.error is not None:
                 errors.append((result.plugin, result.error))
             elif result.value:
                 signals.extend(s for s in result.value if isinstance(s, Signal))
-        return SignalsReported(work.symbol, work.time, self.name, tuple(signals), tuple(errors))
+        return tuple(signals), tuple(errors)
 
     def close(self) -> None:
         """Leave cleanly: give up the leases (the others take the symbols at once)."""

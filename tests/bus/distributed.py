@@ -54,12 +54,18 @@ def worker(
 
 
 def decisions(state: Path) -> list[tuple[Any, ...]]:
-    """Every order and every blocked signal the engine decided, and every fill, in order."""
+    """The whole journal (every proposal, disposal, order and block, in order) and every fill.
+
+    Left out: the health rows of the two components that exist only in a distributed run or
+    differ by construction: the bus itself, and the relayed signal source (which reports where
+    its signals come from instead of its model's warm-up)."""
     connection = sqlite3.connect(str(database_path(state)))
     try:
         rows = connection.execute(
-            "SELECT cycle, time, hook, subject, symbol, trace, proposal, applied, reason"
-            " FROM decisions WHERE subsystem = 'engine' AND hook IN ('entry', 'monitor')"
+            "SELECT cycle, time, subsystem, hook, subject, symbol, trace, proposal, mode,"
+            " outcome, applied, reason FROM decisions"
+            " WHERE NOT (hook = 'aios_health'"
+            " AND subject IN ('component:bus', 'component:signal_model'))"
             " ORDER BY id"
         ).fetchall()
         fills = connection.execute(

@@ -25,7 +25,9 @@ def overlay(tmp_path: Path, prefix: str, **bus: object) -> Path:
 
 
 def start_worker(url: str, name: str, policy: Sequence[Path], log: Path) -> subprocess.Popen[bytes]:
+    state = log.parent / f"{name}-state"
     command = [sys.executable, "-m", "aios", "worker", "--bus", url, "--name", name]
+    command += ["--state-dir", str(state)]
     for path in policy:
         command += ["--policy", str(path)]
     env = {k: v for k, v in os.environ.items() if k != "AIOS_BUS"}

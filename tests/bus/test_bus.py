@@ -165,3 +165,13 @@ def test_stats_hash_is_replaced_whole(bus: Bus) -> None:
 
 def _ids(deliveries: list[Delivery]) -> list[str]:
     return [d.event.id for d in deliveries]
+
+
+def test_reading_a_group_that_does_not_exist_is_a_bus_error(bus: Bus) -> None:
+    import pytest
+
+    from aios.bus import BusError
+
+    bus.publish("work", reward(1))  # type: ignore[arg-type]
+    with pytest.raises(BusError, match="NOGROUP"):
+        bus.consume(["work"], "nobody", "x")

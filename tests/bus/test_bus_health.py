@@ -50,8 +50,8 @@ def test_a_lost_bus_raises_no_new_trades_through_the_policy(tmp_path: Path) -> N
     lost = replay(LostBus(BusSettings(), clock=clock), tmp_path / "lost", files, clock)
 
     def shadow_orders(rows: list[tuple]) -> int:  # type: ignore[type-arg]
-        return sum(1 for r in rows if len(r) == 9 and r[2] == "entry" and "shadow order" in r[8])
+        return sum(1 for r in rows if len(r) == 12 and r[3] == "entry" and "shadow order" in r[11])
 
     assert shadow_orders(healthy) > 0
     assert shadow_orders(lost) == 0
-    assert any("NO_NEW_TRADES forbids new trades" in r[8] for r in lost if len(r) == 9)
+    assert any("NO_NEW_TRADES forbids new trades" in r[11] for r in lost if len(r) == 12)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,3 +58,34 @@ def test_rl_agent_stops_cleanly_on_sigterm(redis_url: str, prefix: str, tmp_path
         if process.poll() is None:
             process.kill()
         bus.clear()
+
+
+def test_risk_gate_command_replays_through_a_worker(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from processes import policy_files, start_worker
+
+    extra = overlay(tmp_path, prefix, block_ms=50)
+    files = policy_files(extra)
+    bus = open_bus(redis_url, BusSettings(prefix=prefix))
+    one = start_worker(redis_url, "only", files, tmp_path / "worker.log")
+    try:
+        wait_for(lambda: bus.members("workers", 1e12, 1e13) == ["only"], "the worker to join")
+        result = aios(
+            "service", "risk-gate", "--bus", redis_url, "-p", str(files[0]), "-p", str(files[1]),
+            "--state-dir", str(tmp_path / "state"), "--limit", "60", "--replay-id", "cli",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["decided"] == 60
+        assert report["candles"] == 60
+        assert report["replay_id"] == "cli"
+    finally:
+        assert stop(one) == 0
+        bus.clear()
+
+
+def test_the_cli_starts_without_importing_redis() -> None:
+    probe = "import sys, aios.cli; print(sorted(m for m in ('redis', 'numpy') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]"

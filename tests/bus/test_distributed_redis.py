@@ -113,11 +113,19 @@ def test_a_killed_workers_pending_entries_are_reclaimed_none_lost_none_twice(
             time.sleep(0.005)
         else:
             raise AssertionError("the victim never had entries in hand")
+        import redis
+
+        raw = redis.Redis.from_url(redis_url, decode_responses=True)
+        assert any(c.get("name") == "aios-worker-victim" for c in raw.client_list())
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-        # a command the victim had already sent may still execute: let Redis drain it, then
-        # what is pending is what the victim left undone
-        time.sleep(0.1)
+        # a command the victim had already sent may still execute: once Redis has dropped its
+        # connection (after running what it had received), what is pending is what it left undone
+        wait_for(
+            lambda: all(c.get("name") != "aios-worker-victim" for c in raw.client_list()),
+            "Redis to drop the killed worker's connection",
+        )
+        raw.close()
         in_hand = {i for s in streams for i in bus.pending_ids(s, WORKERS, "victim")}
         assert in_hand
 
@@ -240,3 +248,67 @@ def test_portfolio_caps_hold_under_concurrent_intents(
     ).fetchone()
     connection.close()
     assert blocks > 0  # ...and the caps did bind: simultaneous signals were refused
+
+
+def test_killing_a_worker_mid_replay_changes_no_decision(
+    redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    import time
+
+    extra = overlay(
+        tmp_path, prefix, block_ms=50, batch=10, lease_s=1.0, reclaim_idle_s=0.5, replay_window=16
+    )
+    files = policy_files(extra)
+    policy, _ = load_fresh(files)
+    bus = open_bus(redis_url, BusSettings.from_policy(policy))
+    symbols = [s for s in policy.get("universe", "symbols") if s in series(policy)]
+    workers = {
+        name: start_worker(redis_url, name, files, tmp_path / f"{name}.log")
+        for name in ("a", "b", "c")
+    }
+    outcome: dict[str, object] = {}
+
+    def run_gate() -> None:
+        try:
+            risk_gate = gate(bus, tmp_path / "multi", LIMIT, files)
+            outcome["gate"] = risk_gate
+            outcome["report"] = risk_gate.run()
+        except BaseException as exc:  # reported by the main thread
+            outcome["error"] = exc
+
+    try:
+        wait_for(
+            lambda: (
+                {bus.lease_owner(lease_name(s), time.time()) for s in symbols} == {"a", "b", "c"}
+            ),
+            "three workers holding one symbol each",
+        )
+        thread = threading.Thread(target=run_gate)
+        thread.start()
+        wait_for(
+            lambda: getattr(outcome.get("gate"), "decided", 0) >= 150 or "error" in outcome,
+            "the gate to decide 150 candle times",
+        )
+        held_by_a = [s for s in symbols if bus.lease_owner(lease_name(s), time.time()) == "a"]
+        os.kill(workers["a"].pid, signal.SIGKILL)  # mid-replay, with work in hand or not
+        workers["a"].wait()
+        workers["d"] = start_worker(redis_url, "d", files, tmp_path / "d.log")  # a replacement
+        thread.join(timeout=180)
+        assert not thread.is_alive(), "the replay did not finish"
+        assert "error" not in outcome, outcome.get("error")
+        expected_report = single_process(tmp_path / "single", LIMIT, files)
+        assert decisions(tmp_path / "multi") == decisions(tmp_path / "single")
+        assert outcome["report"].books == expected_report.books  # type: ignore[attr-defined]
+        reports = [decode(f) for _, f in bus.entries(SIGNALS)]
+        keys = [(r.payload.symbol, r.payload.time) for r in reports]
+        assert len(keys) == len(set(keys)) == LIMIT * len(symbols)  # none lost, none twice
+        assert held_by_a
+        for symbol in held_by_a:  # a's symbols were taken over and finished by another worker
+            by = [r.payload.worker for r in reports if r.payload.symbol == symbol]
+            assert by[0] == "a"
+            assert by[-1] != "a"
+    finally:
+        for name, process in workers.items():
+            if name != "a":
+                stop(process)
+        bus.clear()

@@ -100,3 +100,20 @@ def test_a_candle_the_worker_does_not_have_is_reported_as_an_error() -> None:
     assert report.signals == ()
     assert report.errors[0][0] == "worker"
     assert report.errors[0][1].startswith("DataMismatch: ETH/BTC at 2018-")
+
+
+def test_worker_statistics_every_interval_on_the_clock() -> None:
+    clock = FakeClock()
+    bus = setup(clock)
+    one = worker(bus, "w", clock)
+    one.poll(block_ms=0)
+    assert bus.read_hash("worker:w")["processed"] == "0"
+    publish_work(bus, "ETH/BTC", 2)
+    clock.advance(59)
+    one.poll(block_ms=0)
+    assert bus.read_hash("worker:w")["processed"] == "0"  # 59 s < stats_interval_s (60)
+    clock.advance(1)
+    one.poll(block_ms=0)
+    stats = bus.read_hash("worker:w")
+    assert stats["processed"] == "2"
+    assert stats["held"] == "ETH/BTC,LTC/BTC,XMR/BTC"
