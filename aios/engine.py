@@ -1157,12 +1157,20 @@ class Engine:
     # --- the monitor cycle ---------------------------------------------------------------------
 
     def monitor_cycle(
-        self, now: datetime, market: MarketView, portfolio: PortfolioView, *, book: str = "actual"
+        self,
+        now: datetime,
+        market: MarketView,
+        portfolio: PortfolioView,
+        *,
+        book: str = "actual",
+        flush: bool = True,
     ) -> MonitorOutcome:
         """Per open position: safety floor, classify (PIL), amplify (PAL), protect (exit
         proposals), then make sure every position has a TP and an SL.
 
-        With `book="shadow"` every proposal is applied (the shadow book's positions)."""
+        With `book="shadow"` every proposal is applied (the shadow book's positions). With
+        `flush=False` the caller flushes the journal before acting on the orders (the runtime
+        runs both books' monitor cycles, then flushes once)."""
         self._now = now
         state = self.actual if book == "actual" else self.shadow
         ctx = CycleContext(
@@ -1185,7 +1193,7 @@ class Engine:
             order = self._monitor_position(ctx, position, price, book, advisories)
             if order is not None:
                 orders.append(order)
-        if orders and self.journal is not None:
+        if orders and flush and self.journal is not None:
             self.journal.flush()
         return MonitorOutcome(self.cycle, book, tuple(orders), tuple(advisories))
 
