@@ -34,6 +34,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
@@ -348,16 +349,24 @@ class LogisticModel:
     stds: tuple[float, ...]
     horizon: int = DEFAULT_HORIZON
 
+    @cached_property
+    def _arrays(self) -> tuple[Array, Array, Array]:
+        """means, stds and weights as arrays, made once per model (it predicts every candle)."""
+        return (
+            np.asarray(self.means, dtype=np.float64),
+            np.asarray(self.stds, dtype=np.float64),
+            np.asarray(self.weights, dtype=np.float64),
+        )
+
     def _standardise(self, x: Array) -> Array:
-        means = np.asarray(self.means, dtype=np.float64)
-        stds = np.asarray(self.stds, dtype=np.float64)
+        means, stds, _ = self._arrays
         standardised: Array = (x - means) / stds
         return standardised
 
     def predict_proba(self, x: Array) -> Array:
         """Probability of "up" for each row of `x` (columns in `self.features` order)."""
         rows = np.asarray(x, dtype=np.float64).reshape(-1, len(self.features))
-        return _sigmoid(self._standardise(rows) @ np.asarray(self.weights) + self.bias)
+        return _sigmoid(self._standardise(rows) @ self._arrays[2] + self.bias)
 
     def probability_up(self, values: Mapping[str, float]) -> float:
         """Probability of "up" for one row of named feature values."""
