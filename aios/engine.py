@@ -80,6 +80,13 @@ def replace(obj: _T, **changes: Any) -> _T:
     """`dataclasses.replace` for the engine's records, without its per-call introspection (the
     engine makes several new contexts and intents per signal): the same new object."""
     cls = type(obj)
+    if cls is CycleContext:
+        # Made several times per cycle; a plain (not slotted) frozen record without
+        # __post_init__: its fields are its __dict__, copied and updated.
+        assert changes.keys() <= obj.__dict__.keys(), changes.keys()
+        copy = object.__new__(cls)
+        copy.__dict__.update(obj.__dict__, **changes)
+        return copy
     names = _INIT_FIELDS.get(cls)
     if names is None:
         names = _INIT_FIELDS[cls] = tuple(
@@ -417,10 +424,14 @@ class Engine:
 
     def _decisive(self, results: Sequence[HookResult], kind: type) -> HookResult | None:
         """The winning answer of a decisive hook: by precedence, then registration order."""
-        answers = [r for r in results if r.error is None and isinstance(r.value, kind)]
-        if not answers:
-            return None
-        return min(answers, key=lambda r: PRECEDENCE.get(r.plugin, len(PRECEDENCE)))
+        best: HookResult | None = None
+        best_rank = 0
+        for result in results:
+            if result.error is None and isinstance(result.value, kind):
+                rank = PRECEDENCE.get(result.plugin, len(PRECEDENCE))
+                if best is None or rank < best_rank:  # the first of equal rank wins, as min()
+                    best, best_rank = result, rank
+        return best
 
     def _order_id(self, ctx: CycleContext) -> str:
         self._sequence += 1
@@ -435,8 +446,10 @@ class Engine:
         reports: Sequence[HealthReport],
         book: _Book,
         now: datetime,
+        candidates: Sequence[str] | None = None,
     ) -> dict[str, float]:
-        """The core metrics conditions can name (see aios.metrics)."""
+        """The core metrics conditions can name (see aios.metrics). `candidates`: the
+        universe candidates when the caller already has them."""
         metrics: dict[str, float] = {}
         equity = portfolio.equity
         book.peak_equity = equity if book.peak_equity is None else max(book.peak_equity, equity)
@@ -463,7 +476,7 @@ class Engine:
         metrics["exposure_pct"] = 0.0 if equity <= 0 else exposure / equity * 100.0
         metrics["open_positions"] = float(len(portfolio.positions))
         volatilities = []
-        for symbol in self._candidates(market):
+        for symbol in self._candidates(market) if candidates is None else candidates:
             closes = [c.close for c in market.history(symbol, VOLATILITY_LOOKBACK + 1)]
             returns = [(b - a) / a * 100.0 for a, b in itertools.pairwise(closes) if a > 0]
             if len(returns) >= 2:
@@ -520,7 +533,8 @@ class Engine:
         # Metrics first (portfolio, market, what the runtime reports about feed and exchange),
         # so that health checks can read them; then the health counts join the metrics.
         components = list(component_health)
-        metrics = self.core_metrics(market, portfolio, components, self.actual, now)
+        candidates = self._candidates(market)
+        metrics = self.core_metrics(market, portfolio, components, self.actual, now, candidates)
         for result in self._call(
             replace(ctx, metrics=dict(metrics)), "aios_collect_metrics", "portfolio"
         ):
@@ -550,7 +564,6 @@ class Engine:
             portfolio=shadow_book,
         )
 
-        candidates = self._candidates(market)
         self._universe(ctx, candidates, advisories)
         self._tick(ctx)
 
