@@ -332,8 +332,20 @@ def cli_wall(settings: Settings) -> list[Figure]:
 
 def replay_overlay(directory: Path, symbols: Sequence[str], baseline: bool) -> Path:
     """An overlay on default.yaml: the universe is the symbols replayed; the baseline turns every
-    subsystem off."""
-    lines = ["universe:", f"  symbols: [{', '.join(json.dumps(s) for s in symbols)}]"]
+    subsystem off.
+
+    The replay stays at AUTONOMY throughout: `stages.demotion.on_critical_risk_mode` is null.
+    With the default (cap at ADVISORY) a real run would leave AUTONOMY at the first CRITICAL
+    risk mode, and this replay, whose stage is given to the runtime rather than recorded in
+    the stage store, would instead attempt (and journal the failure of) a demotion on every
+    candle the risk mode is CRITICAL: most of them, over these files."""
+    lines = [
+        "universe:",
+        f"  symbols: [{', '.join(json.dumps(s) for s in symbols)}]",
+        "stages:",
+        "  demotion:",
+        "    on_critical_risk_mode: null",
+    ]
     if baseline:
         lines.append("subsystems:")
         for name in SUBSYSTEMS:
