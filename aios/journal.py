@@ -145,11 +145,17 @@ def _converter(cls: type) -> Callable[[Any], Any]:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
-def _row(decision: Decision) -> tuple[Any, ...]:
+def _row(decision: Decision, times: dict[datetime, str] | None = None) -> tuple[Any, ...]:
+    """One row's values; `times` remembers isoformat strings (a batch's rows share a few)."""
+    stamp = None if times is None else times.get(decision.time)
+    if stamp is None:
+        stamp = decision.time.isoformat()
+        if times is not None:
+            times[decision.time] = stamp
     return (
         decision.run_id,
         decision.cycle,
-        decision.time.isoformat(),
+        stamp,
         decision.subsystem,
         decision.hook,
         decision.subject,
@@ -266,7 +272,8 @@ class Journal:
             if not batch or self._failure is not None:
                 return 0
             try:
-                rows = [_row(decision) for decision in batch]
+                times: dict[datetime, str] = {}
+                rows = [_row(decision, times) for decision in batch]
                 with self._connection:
                     self._connection.execute("BEGIN")
                     self._connection.executemany(
