@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -106,7 +107,12 @@ def _isoformat(value: datetime) -> str:
 
 
 def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
-    return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    # str keys and plain values inline: the same as str(to_jsonable(k)) and to_jsonable(v)
+    plain = _PLAIN
+    return {
+        (k if type(k) is str else str(to_jsonable(k))): (v if type(v) in plain else to_jsonable(v))
+        for k, v in value.items()
+    }
 
 
 def _sequence(value: Any) -> list[Any]:
@@ -127,9 +133,19 @@ def _converter(cls: type) -> Callable[[Any], Any]:
         return _isoformat
     if dataclasses.is_dataclass(cls) and not issubclass(cls, type):
         names = tuple(f.name for f in dataclasses.fields(cls))
+        if not names:
+            return lambda value: {}
+        # one C call for every field; a single name gives the value itself, not a tuple
+        read = operator.attrgetter(*names)
+        single = len(names) == 1
+        plain = _PLAIN
 
         def record(value: Any) -> dict[str, Any]:
-            return {name: to_jsonable(getattr(value, name)) for name in names}
+            values = (read(value),) if single else read(value)
+            return {
+                name: (field if type(field) in plain else to_jsonable(field))
+                for name, field in zip(names, values, strict=True)
+            }
 
         return record
     if issubclass(cls, Mapping):

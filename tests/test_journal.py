@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,15 @@ def test_to_jsonable_matches_the_plain_rules_for_every_kind_of_value() -> None:
         LOW = 1
 
     Pair = namedtuple("Pair", "a b")
+
+    @dataclass(frozen=True)
+    class Empty:
+        pass
+
+    @dataclass(frozen=True)
+    class One:
+        only: object
+
     signal = Signal("s", "ETH/BTC", Side.LONG, 0.7, "signal_model", T0, 1.0, {"r": 1.5})
     values: list[object] = [
         signal,
@@ -195,6 +205,9 @@ def test_to_jsonable_matches_the_plain_rules_for_every_kind_of_value() -> None:
         Signal,  # a dataclass class: not a record
         object,
         [EntryVerdict(True, "ok"), EntryVerdict],
+        Empty(),
+        One(One(Side.SHORT)),
+        One({1: None}),
     ]
     for value in values:
         assert to_jsonable(value) == _reference_jsonable(value)
