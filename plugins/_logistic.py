@@ -237,8 +237,9 @@ def build_dataset(
     """One labelled row per candle t that has enough history for the features and a candle
     t + horizon for its label. Features read candles (t - FEATURE_WINDOW, t] only."""
     features = tuple(features)
-    closes = [float(c.close) for c in candles]
-    volumes = [float(c.volume) for c in candles]
+    # tuples: each row's window is then a tuple slice, which is also its memo key as it is
+    closes = tuple([float(c.close) for c in candles])
+    volumes = tuple([float(c.volume) for c in candles])
     rows: list[list[float]] = []
     labels: list[float] = []
     times: list[datetime] = []
