@@ -145,11 +145,12 @@ def required_candles(features: Sequence[str]) -> int:
 #: Feature rows already computed, by (closes, volumes, features). A row is a pure function of
 #: its window, and the same windows come back: the signal model computes the row of every new
 #: candle, and each retraining (and the bootstrap model) rebuilds rows over hundreds of candles
-#: that inference already saw. Bounded; cleared when full (a miss only costs the computation).
+#: that inference already saw. Bounded, oldest first out (a miss only costs the computation):
+#: enough for the rows of a 600-candle lookback over 20 symbols.
 _ROW_CACHE: dict[
     tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]], tuple[float, ...] | None
 ] = {}
-ROW_CACHE_SIZE = 16384
+ROW_CACHE_SIZE = 12288
 
 
 def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) -> list[float] | None:
@@ -169,7 +170,7 @@ def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) ->
     if values is not None and not all(math.isfinite(v) for v in values):
         values = None
     if len(_ROW_CACHE) >= ROW_CACHE_SIZE:
-        _ROW_CACHE.clear()
+        del _ROW_CACHE[next(iter(_ROW_CACHE))]  # dicts keep insertion order: the oldest
     _ROW_CACHE[key] = None if values is None else tuple(values)
     return values
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -156,3 +157,23 @@ def test_universe_decides_volatility_as_the_plain_computation_at_its_limits(
     assert (proposal.allowed == ("ETH/BTC",)) is passes
     if not passes:
         assert proposal.excluded["ETH/BTC"].startswith("volatility ")
+
+
+def test_the_feature_memo_is_bounded_and_drops_the_oldest_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logistic, "ROW_CACHE_SIZE", 5)
+    logistic._ROW_CACHE.clear()
+    features = tuple(logistic.FEATURES)
+    candles = real()
+    rows = [logistic.extract_features(candles[: 60 + i], features) for i in range(8)]
+    assert len(logistic._ROW_CACHE) == 5
+
+    def key(end: int) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]]:
+        window = candles[end - logistic.FEATURE_WINDOW : end]
+        return (tuple(c.close for c in window), tuple(c.volume for c in window), features)
+
+    assert list(logistic._ROW_CACHE) == [key(60 + i) for i in range(3, 8)]
+    # evicted or not, every row is what a fresh computation gives
+    logistic._ROW_CACHE.clear()
+    assert rows == [logistic.extract_features(candles[: 60 + i], features) for i in range(8)]
