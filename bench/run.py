@@ -615,7 +615,7 @@ def entry_pipeline(settings: Settings) -> list[Figure]:
     cycles = 200 if settings.quick else 2000
     cycle = entry_cycle()
     calls = recorded_hook_calls(cycle)
-    print(f"entry:    one entry cycle makes {len(calls)} call_each calls", flush=True)
+    print(f"entry:    one entry cycle makes {len(calls)} hook calls", flush=True)
     manager = plugin_set([_NoOp()]).manager
 
     def floor() -> None:
