@@ -409,6 +409,8 @@ class Engine:
         """Journal one proposal with its outcome; return whether it is applied to the actual book."""
         mode = self.effective_mode(result.plugin)
         applied = mode is Mode.ENFORCED
+        if self.journal is None:
+            return applied
         self._journal(
             ctx,
             result.plugin,
@@ -903,18 +905,21 @@ class Engine:
         """One signal through the pipeline; returns (actual, shadow): an order or (by, reason)."""
         where = {"symbol": signal.symbol, "trace": signal.id}
         subject = f"signal:{signal.id}"
-        self._journal(
-            ctx,
-            signal.source,
-            "aios_signals",
-            subject,
-            signal,
-            "engine",
-            False,
-            f"{signal.side.value} {signal.symbol} at confidence {signal.confidence:.3f}",
-            mode="ENGINE",
-            **where,
-        )
+        # Texts that only the journal reads are formatted only when there is a journal.
+        journaled = self.journal is not None
+        if journaled:
+            self._journal(
+                ctx,
+                signal.source,
+                "aios_signals",
+                subject,
+                signal,
+                "engine",
+                False,
+                f"{signal.side.value} {signal.symbol} at confidence {signal.confidence:.3f}",
+                mode="ENGINE",
+                **where,
+            )
         actual_threshold = self._threshold(self.actual, False)
         shadow_threshold = self._threshold(self.shadow, True)
         for _observed in self._call(
@@ -1004,7 +1009,9 @@ class Engine:
                 tpsl,
                 "aios_adjust_signal",
                 subject,
-                f"TP {proposal.tp_pct:.3f}%, SL {proposal.sl_pct:.3f}%: {proposal.reason}",
+                f"TP {proposal.tp_pct:.3f}%, SL {proposal.sl_pct:.3f}%: {proposal.reason}"
+                if journaled
+                else "",
                 **where,
             )
             if override:
@@ -1058,11 +1065,21 @@ class Engine:
             verdict: EntryVerdict = result.value
             if verdict.allow:
                 self._dispose(
-                    ctx, result, "aios_filter_entry", subject, f"allows: {verdict.reason}", **where
+                    ctx,
+                    result,
+                    "aios_filter_entry",
+                    subject,
+                    f"allows: {verdict.reason}" if journaled else "",
+                    **where,
                 )
                 continue
             applied = self._dispose(
-                ctx, result, "aios_filter_entry", subject, f"blocks: {verdict.reason}", **where
+                ctx,
+                result,
+                "aios_filter_entry",
+                subject,
+                f"blocks: {verdict.reason}" if journaled else "",
+                **where,
             )
             if decisions["shadow"] is None:
                 decisions["shadow"] = (result.plugin, verdict.reason)
@@ -1084,7 +1101,9 @@ class Engine:
         if plan_result is not None:
             plan: ExecutionPlan = plan_result.value
             text = (
-                f"veto: {plan.veto}"
+                ""
+                if not journaled
+                else f"veto: {plan.veto}"
                 if plan.veto
                 else f"{plan.order_type.value} in {plan.slices} slice(s): {plan.reason}"
             )
@@ -1136,6 +1155,8 @@ class Engine:
     def _journal_blocks(
         self, ctx: CycleContext, signal: Signal, decisions: Mapping[str, Any]
     ) -> None:
+        if self.journal is None:  # nothing to write, so no text to format
+            return
         where = {"symbol": signal.symbol, "trace": signal.id}
         for book_name, decision in decisions.items():
             if isinstance(decision, OrderIntent):

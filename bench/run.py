@@ -630,8 +630,20 @@ def entry_pipeline(settings: Settings) -> list[Figure]:
         return run
 
     runs = settings.subprocess_runs
-    pipeline = tuple(cycles / s for s in time_calls(repeat(cycle), runs, scale=1.0))
-    dispatch = tuple(cycles / s for s in time_calls(repeat(floor), runs, scale=1.0))
+    # Interleaved (a pipeline batch, then a floor batch, per run): each ratio compares two
+    # batches taken moments apart, so a busy machine slows both sides of it alike.
+    pipeline_batch, floor_batch = repeat(cycle), repeat(floor)
+    pipeline_batch()
+    floor_batch()
+    pipeline_s: list[float] = []
+    floor_s: list[float] = []
+    for _ in range(runs):
+        for batch, sink in ((pipeline_batch, pipeline_s), (floor_batch, floor_s)):
+            start = time.perf_counter()
+            batch()
+            sink.append(time.perf_counter() - start)
+    pipeline = tuple(cycles / s for s in pipeline_s)
+    dispatch = tuple(cycles / s for s in floor_s)
     ratio = tuple(d / p for p, d in zip(pipeline, dispatch, strict=True))
     return [
         Figure("entry.pipeline_per_s", "decisions/s", pipeline),
