@@ -134,12 +134,20 @@ FEATURES: Mapping[str, tuple[int, Callable[[Series, Series], float]]] = {
 }
 
 
+_REQUIRED: dict[tuple[str, ...], int] = {}
+
+
 def required_candles(features: Sequence[str]) -> int:
-    """How many candles the features need before the first value exists."""
-    unknown = [name for name in features if name not in FEATURES]
-    if unknown:
-        raise ValueError(f"unknown features: {', '.join(unknown)}")
-    return max(FEATURES[name][0] for name in features)
+    """How many candles the features need before the first value exists (asked for every
+    feature row: remembered per feature list)."""
+    key = tuple(features)
+    found = _REQUIRED.get(key)
+    if found is None:
+        unknown = [name for name in key if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features: {', '.join(unknown)}")
+        found = _REQUIRED[key] = max(FEATURES[name][0] for name in key)
+    return found
 
 
 #: Feature rows already computed, by (closes, volumes, features). A row is a pure function of

@@ -57,6 +57,7 @@ class SignalModel(Subsystem):
         self._bootstrap_attempt: tuple[datetime, tuple[str, ...], int] | None = None
         self._champion: tuple[str, LogisticModel | str] | None = None
         self._champion_read: tuple[CycleContext, ModelVersion | None] | None = None
+        self._model_read: tuple[CycleContext, LogisticModel] | None = None
 
     # --- which model ------------------------------------------------------------------------
 
@@ -131,10 +132,19 @@ class SignalModel(Subsystem):
         return int(ctx.policy.get("subsystems", "retraining", "min_samples", default=1))
 
     def _model(self, ctx: CycleContext, symbol: str) -> LogisticModel | None:
+        """The model for this context's signals; once found, the same for every symbol asked
+        with this context (the champion is read once per context, and a trained bootstrap
+        model does not depend on the symbol)."""
+        if self._model_read is not None and self._model_read[0] is ctx:
+            return self._model_read[1]
         champion = self._champion_model(ctx, per_context=True)
+        model: LogisticModel | None
         if champion is not None and not isinstance(champion[1], str):
-            return champion[1]
-        return self._bootstrap_model(ctx, symbol)
+            model = champion[1]
+        else:
+            model = self._bootstrap_model(ctx, symbol)
+        self._model_read = None if model is None else (ctx, model)
+        return model
 
     # --- hooks ------------------------------------------------------------------------------
 
