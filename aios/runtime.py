@@ -191,28 +191,27 @@ class Store:
             return
         with self.connection:
             self.connection.execute("BEGIN")
-            if fills:  # most candles fill nothing: no statement to run for them
-                self.connection.executemany(
-                    "INSERT INTO fills (run_id, book, order_id, position_id, symbol, side, kind, time, price, quantity, fee, reason)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            run_id,
-                            book,
-                            f.order_id,
-                            f.position_id,
-                            f.symbol,
-                            f.side.value,
-                            f.kind.value,
-                            f.time.isoformat(),
-                            f.price,
-                            f.quantity,
-                            f.fee,
-                            f.reason,
-                        )
-                        for book, f in fills
-                    ],
-                )
+            self.connection.executemany(
+                "INSERT INTO fills (run_id, book, order_id, position_id, symbol, side, kind, time, price, quantity, fee, reason)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        book,
+                        f.order_id,
+                        f.position_id,
+                        f.symbol,
+                        f.side.value,
+                        f.kind.value,
+                        f.time.isoformat(),
+                        f.price,
+                        f.quantity,
+                        f.fee,
+                        f.reason,
+                    )
+                    for book, f in fills
+                ],
+            )
             self.connection.executemany(
                 "INSERT INTO equity (run_id, book, time, equity, exposure) VALUES (?, ?, ?, ?, ?)",
                 [
