@@ -211,3 +211,26 @@ def test_to_jsonable_matches_the_plain_rules_for_every_kind_of_value() -> None:
     ]
     for value in values:
         assert to_jsonable(value) == _reference_jsonable(value)
+
+
+def test_a_failing_checkpoint_loses_nothing_and_raises_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints are an optimisation: when the writer thread cannot make its connection,
+    SQLite's own autocheckpoint remains, and every row is still written."""
+    import aios.journal as journal_module
+
+    real_connect = journal_module.sqlite3.connect
+    journal = Journal(tmp_path / "j.sqlite", checkpoint_rows=10)
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise journal_module.sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(journal_module.sqlite3, "connect", refuse)
+    for index in range(100):
+        journal.record(decision(index))
+        journal.flush()
+    journal.close()
+    monkeypatch.setattr(journal_module.sqlite3, "connect", real_connect)
+    assert journal.checkpoints == 0
+    assert JournalReader.open(tmp_path / "j.sqlite").count() == 100
