@@ -105,7 +105,8 @@ runtime.run(limit=int(limit))
 seconds = time.perf_counter() - start
 db_bytes = sum(p.stat().st_size for p in Path(state_dir).iterdir() if p.is_file())
 print(json.dumps({"candles": candles, "seconds": seconds, "db_bytes": db_bytes,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "plugin_seconds": {n: h.seconds for n, h in runtime.engine.health.items()}}))
 """
 
 
@@ -355,8 +356,9 @@ def replay_overlay(directory: Path, symbols: Sequence[str], baseline: bool) -> P
     return path
 
 
-def replay_once(settings: Settings, baseline: bool) -> dict[str, float]:
-    """One replay in a fresh interpreter at AUTONOMY; its candles, seconds, peak RSS, db size."""
+def replay_once(settings: Settings, baseline: bool) -> dict[str, Any]:
+    """One replay in a fresh interpreter at AUTONOMY: its candles, seconds, peak RSS, db size
+    (floats) and `plugin_seconds`, the time spent in each plugin's hooks."""
     directory, symbols = settings.replay_data
     with tempfile.TemporaryDirectory(prefix="aios-bench-") as tmp:
         overlay = replay_overlay(Path(tmp), symbols, baseline)
@@ -374,7 +376,23 @@ def replay_once(settings: Settings, baseline: bool) -> dict[str, float]:
         result = json.loads(run_checked(argv, timeout=REPLAY_TIMEOUT_S).splitlines()[-1])
     if not result["candles"]:
         raise BenchError(f"no candles replayed from {directory}")
-    return {key: float(value) for key, value in result.items()}
+    plugin_seconds = {str(k): float(v) for k, v in result.pop("plugin_seconds", {}).items()}
+    return {
+        **{key: float(value) for key, value in result.items()},
+        "plugin_seconds": plugin_seconds,
+    }
+
+
+def plugin_time_line(run: Mapping[str, Any], top: int = 5) -> str:
+    """Where a replay's time went: the plugins that took most of it, in seconds and share."""
+    spent = sorted(run["plugin_seconds"].items(), key=lambda item: -item[1])
+    total = float(run["seconds"]) or 1.0
+    inside = sum(seconds for _, seconds in spent)
+    parts = [f"{name} {seconds:.2f} s ({seconds / total:.0%})" for name, seconds in spent[:top]]
+    return (
+        f"{', '.join(parts) or 'none'}; all plugins {inside / total:.0%}, "
+        f"the rest (engine, journal, brokers, store) {1 - inside / total:.0%}"
+    )
 
 
 def replay(settings: Settings) -> list[Figure]:
@@ -387,6 +405,7 @@ def replay(settings: Settings) -> list[Figure]:
         flush=True,
     )
     enforced = [replay_once(settings, baseline=False) for _ in range(settings.replay_runs)]
+    print(f"replay:   time in plugins (enforced, first run): {plugin_time_line(enforced[0])}")
     baseline = [replay_once(settings, baseline=True) for _ in range(settings.replay_runs)]
     floor = Target(20000.0, higher_is_better=True)
     return [
