@@ -80,6 +80,13 @@ def replace(obj: _T, **changes: Any) -> _T:
     """`dataclasses.replace` for the engine's records, without its per-call introspection (the
     engine makes several new contexts and intents per signal): the same new object."""
     cls = type(obj)
+    if cls is CycleContext:
+        # Made several times per cycle; a plain (not slotted) frozen record without
+        # __post_init__: its fields are its __dict__, copied and updated.
+        assert changes.keys() <= obj.__dict__.keys(), changes.keys()
+        copy = object.__new__(cls)
+        copy.__dict__.update(obj.__dict__, **changes)
+        return copy
     names = _INIT_FIELDS.get(cls)
     if names is None:
         names = _INIT_FIELDS[cls] = tuple(
@@ -403,6 +410,8 @@ class Engine:
         """Journal one proposal with its outcome; return whether it is applied to the actual book."""
         mode = self.effective_mode(result.plugin)
         applied = mode is Mode.ENFORCED
+        if self.journal is None:
+            return applied
         self._journal(
             ctx,
             result.plugin,
@@ -418,10 +427,14 @@ class Engine:
 
     def _decisive(self, results: Sequence[HookResult], kind: type) -> HookResult | None:
         """The winning answer of a decisive hook: by precedence, then registration order."""
-        answers = [r for r in results if r.error is None and isinstance(r.value, kind)]
-        if not answers:
-            return None
-        return min(answers, key=lambda r: PRECEDENCE.get(r.plugin, len(PRECEDENCE)))
+        best: HookResult | None = None
+        best_rank = 0
+        for result in results:
+            if result.error is None and isinstance(result.value, kind):
+                rank = PRECEDENCE.get(result.plugin, len(PRECEDENCE))
+                if best is None or rank < best_rank:  # the first of equal rank wins, as min()
+                    best, best_rank = result, rank
+        return best
 
     def _order_id(self, ctx: CycleContext) -> str:
         self._sequence += 1
@@ -436,8 +449,10 @@ class Engine:
         reports: Sequence[HealthReport],
         book: _Book,
         now: datetime,
+        candidates: Sequence[str] | None = None,
     ) -> dict[str, float]:
-        """The core metrics conditions can name (see aios.metrics)."""
+        """The core metrics conditions can name (see aios.metrics). `candidates`: the
+        universe candidates when the caller already has them."""
         metrics: dict[str, float] = {}
         equity = portfolio.equity
         book.peak_equity = equity if book.peak_equity is None else max(book.peak_equity, equity)
@@ -464,7 +479,7 @@ class Engine:
         metrics["exposure_pct"] = 0.0 if equity <= 0 else exposure / equity * 100.0
         metrics["open_positions"] = float(len(portfolio.positions))
         volatilities = []
-        for symbol in self._candidates(market):
+        for symbol in self._candidates(market) if candidates is None else candidates:
             closes = [c.close for c in market.history(symbol, VOLATILITY_LOOKBACK + 1)]
             returns = [(b - a) / a * 100.0 for a, b in itertools.pairwise(closes) if a > 0]
             if len(returns) >= 2:
@@ -521,7 +536,8 @@ class Engine:
         # Metrics first (portfolio, market, what the runtime reports about feed and exchange),
         # so that health checks can read them; then the health counts join the metrics.
         components = list(component_health)
-        metrics = self.core_metrics(market, portfolio, components, self.actual, now)
+        candidates = self._candidates(market)
+        metrics = self.core_metrics(market, portfolio, components, self.actual, now, candidates)
         for result in self._call(
             replace(ctx, metrics=dict(metrics)), "aios_collect_metrics", "portfolio"
         ):
@@ -551,7 +567,6 @@ class Engine:
             portfolio=shadow_book,
         )
 
-        candidates = self._candidates(market)
         self._universe(ctx, candidates, advisories)
         self._tick(ctx)
 
@@ -891,18 +906,21 @@ class Engine:
         """One signal through the pipeline; returns (actual, shadow): an order or (by, reason)."""
         where = {"symbol": signal.symbol, "trace": signal.id}
         subject = f"signal:{signal.id}"
-        self._journal(
-            ctx,
-            signal.source,
-            "aios_signals",
-            subject,
-            signal,
-            "engine",
-            False,
-            f"{signal.side.value} {signal.symbol} at confidence {signal.confidence:.3f}",
-            mode="ENGINE",
-            **where,
-        )
+        # Texts that only the journal reads are formatted only when there is a journal.
+        journaled = self.journal is not None
+        if journaled:
+            self._journal(
+                ctx,
+                signal.source,
+                "aios_signals",
+                subject,
+                signal,
+                "engine",
+                False,
+                f"{signal.side.value} {signal.symbol} at confidence {signal.confidence:.3f}",
+                mode="ENGINE",
+                **where,
+            )
         actual_threshold = self._threshold(self.actual, False)
         shadow_threshold = self._threshold(self.shadow, True)
         for _observed in self._call(
@@ -992,7 +1010,9 @@ class Engine:
                 tpsl,
                 "aios_adjust_signal",
                 subject,
-                f"TP {proposal.tp_pct:.3f}%, SL {proposal.sl_pct:.3f}%: {proposal.reason}",
+                f"TP {proposal.tp_pct:.3f}%, SL {proposal.sl_pct:.3f}%: {proposal.reason}"
+                if journaled
+                else "",
                 **where,
             )
             if override:
@@ -1046,11 +1066,21 @@ class Engine:
             verdict: EntryVerdict = result.value
             if verdict.allow:
                 self._dispose(
-                    ctx, result, "aios_filter_entry", subject, f"allows: {verdict.reason}", **where
+                    ctx,
+                    result,
+                    "aios_filter_entry",
+                    subject,
+                    f"allows: {verdict.reason}" if journaled else "",
+                    **where,
                 )
                 continue
             applied = self._dispose(
-                ctx, result, "aios_filter_entry", subject, f"blocks: {verdict.reason}", **where
+                ctx,
+                result,
+                "aios_filter_entry",
+                subject,
+                f"blocks: {verdict.reason}" if journaled else "",
+                **where,
             )
             if decisions["shadow"] is None:
                 decisions["shadow"] = (result.plugin, verdict.reason)
@@ -1072,7 +1102,9 @@ class Engine:
         if plan_result is not None:
             plan: ExecutionPlan = plan_result.value
             text = (
-                f"veto: {plan.veto}"
+                ""
+                if not journaled
+                else f"veto: {plan.veto}"
                 if plan.veto
                 else f"{plan.order_type.value} in {plan.slices} slice(s): {plan.reason}"
             )
@@ -1124,6 +1156,8 @@ class Engine:
     def _journal_blocks(
         self, ctx: CycleContext, signal: Signal, decisions: Mapping[str, Any]
     ) -> None:
+        if self.journal is None:  # nothing to write, so no text to format
+            return
         where = {"symbol": signal.symbol, "trace": signal.id}
         for book_name, decision in decisions.items():
             if isinstance(decision, OrderIntent):
@@ -1158,12 +1192,20 @@ class Engine:
     # --- the monitor cycle ---------------------------------------------------------------------
 
     def monitor_cycle(
-        self, now: datetime, market: MarketView, portfolio: PortfolioView, *, book: str = "actual"
+        self,
+        now: datetime,
+        market: MarketView,
+        portfolio: PortfolioView,
+        *,
+        book: str = "actual",
+        flush: bool = True,
     ) -> MonitorOutcome:
         """Per open position: safety floor, classify (PIL), amplify (PAL), protect (exit
         proposals), then make sure every position has a TP and an SL.
 
-        With `book="shadow"` every proposal is applied (the shadow book's positions)."""
+        With `book="shadow"` every proposal is applied (the shadow book's positions). With
+        `flush=False` the caller flushes the journal before acting on the orders (the runtime
+        runs both books' monitor cycles, then flushes once)."""
         self._now = now
         state = self.actual if book == "actual" else self.shadow
         ctx = CycleContext(
@@ -1186,7 +1228,7 @@ class Engine:
             order = self._monitor_position(ctx, position, price, book, advisories)
             if order is not None:
                 orders.append(order)
-        if orders and self.journal is not None:
+        if orders and flush and self.journal is not None:
             self.journal.flush()
         return MonitorOutcome(self.cycle, book, tuple(orders), tuple(advisories))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -106,7 +107,12 @@ def _isoformat(value: datetime) -> str:
 
 
 def _mapping(value: Mapping[Any, Any]) -> dict[str, Any]:
-    return {str(to_jsonable(k)): to_jsonable(v) for k, v in value.items()}
+    # str keys and plain values inline: the same as str(to_jsonable(k)) and to_jsonable(v)
+    plain = _PLAIN
+    return {
+        (k if type(k) is str else str(to_jsonable(k))): (v if type(v) in plain else to_jsonable(v))
+        for k, v in value.items()
+    }
 
 
 def _sequence(value: Any) -> list[Any]:
@@ -127,9 +133,19 @@ def _converter(cls: type) -> Callable[[Any], Any]:
         return _isoformat
     if dataclasses.is_dataclass(cls) and not issubclass(cls, type):
         names = tuple(f.name for f in dataclasses.fields(cls))
+        if not names:
+            return lambda value: {}
+        # one C call for every field; a single name gives the value itself, not a tuple
+        read = operator.attrgetter(*names)
+        single = len(names) == 1
+        plain = _PLAIN
 
         def record(value: Any) -> dict[str, Any]:
-            return {name: to_jsonable(getattr(value, name)) for name in names}
+            values = (read(value),) if single else read(value)
+            return {
+                name: (field if type(field) in plain else to_jsonable(field))
+                for name, field in zip(names, values, strict=True)
+            }
 
         return record
     if issubclass(cls, Mapping):
@@ -145,11 +161,17 @@ def _converter(cls: type) -> Callable[[Any], Any]:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
-def _row(decision: Decision) -> tuple[Any, ...]:
+def _row(decision: Decision, times: dict[datetime, str] | None = None) -> tuple[Any, ...]:
+    """One row's values; `times` remembers isoformat strings (a batch's rows share a few)."""
+    stamp = None if times is None else times.get(decision.time)
+    if stamp is None:
+        stamp = decision.time.isoformat()
+        if times is not None:
+            times[decision.time] = stamp
     return (
         decision.run_id,
         decision.cycle,
-        decision.time.isoformat(),
+        stamp,
         decision.subsystem,
         decision.hook,
         decision.subject,
@@ -190,12 +212,39 @@ def connect(path: Path | str, *, create: bool) -> sqlite3.Connection:
     return connection
 
 
-class Journal:
-    """Batched, durable-before-acting writer of decisions."""
+#: Rows written between two background checkpoints: often enough that the WAL stays below
+#: the 1,000 pages at which any other connection (the store, the stage store) would checkpoint
+#: on its own commit, in the engine's thread (a replay writes about 100 pages per candle time).
+CHECKPOINT_ROWS = 250
+#: SQLite's own checkpoint on commit (it would stall the committing thread on fsync) only
+#: once the WAL reaches this many pages: a safety net behind the background checkpoints.
+AUTOCHECKPOINT_PAGES = 20000
 
-    def __init__(self, path: Path | str = ":memory:", batch_size: int = 2000) -> None:
+
+class Journal:
+    """Batched, durable-before-acting writer of decisions.
+
+    Checkpoints (copying the WAL into the database file, the only moment SQLite calls fsync
+    with `synchronous=NORMAL`) run on the writer thread, on a connection of its own, every
+    `checkpoint_rows` rows: a flush before acting then costs a commit, never a checkpoint's
+    fsync. The SQLite call releases the GIL, so the engine runs on meanwhile."""
+
+    def __init__(
+        self,
+        path: Path | str = ":memory:",
+        batch_size: int = 2000,
+        checkpoint_rows: int = CHECKPOINT_ROWS,
+    ) -> None:
         self.path = path
         self._connection = connect(path, create=True)
+        self._on_disk = str(path) != ":memory:"
+        if self._on_disk:
+            self._connection.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        self._checkpoint_rows = checkpoint_rows
+        self._since_checkpoint = 0
+        self._checkpoint_due = False
+        #: Background checkpoints done (for tests and the curious).
+        self.checkpoints = 0
         self._batch_size = batch_size
         self._pending: list[Decision] = []
         self._lock = threading.Lock()
@@ -239,7 +288,8 @@ class Journal:
             if not batch or self._failure is not None:
                 return 0
             try:
-                rows = [_row(decision) for decision in batch]
+                times: dict[datetime, str] = {}
+                rows = [_row(decision, times) for decision in batch]
                 with self._connection:
                     self._connection.execute("BEGIN")
                     self._connection.executemany(
@@ -253,21 +303,47 @@ class Journal:
                     self._failure = exc
                     self._wake.notify_all()
                 return 0
+            # Notify only for a checkpoint: only the writer thread waits on `_wake`, and waking
+            # it on every flush would cost the caller a GIL hand-off each time.
             with self._lock:
                 self._written += len(batch)
-                self._wake.notify_all()
+                self._since_checkpoint += len(batch)
+                if self._on_disk and self._since_checkpoint >= self._checkpoint_rows:
+                    self._since_checkpoint = 0
+                    self._checkpoint_due = True
+                    self._wake.notify_all()
             return len(batch)
 
+    def _checkpoint(self, connection: sqlite3.Connection | None) -> sqlite3.Connection | None:
+        """A PASSIVE checkpoint (it waits for no reader or writer) on the writer thread's own
+        connection. Failures are ignored: SQLite's autocheckpoint stays as the fallback."""
+        try:
+            if connection is None:
+                connection = sqlite3.connect(str(self.path), isolation_level=None, timeout=5.0)
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except sqlite3.Error:
+            pass
+        return connection
+
     def _write_loop(self) -> None:
-        """Background batches: writes whenever a batch is full (or at close)."""
-        while True:
-            with self._lock:
-                while not self._pending and not self._closed:
-                    self._wake.wait()
-                closing = self._closed
-            written = self._write_pending()
-            if self._failure is not None or (closing and not written):
-                return
+        """Background batches: writes whenever a batch is full (or at close); checkpoints."""
+        checkpointer: sqlite3.Connection | None = None
+        try:
+            while True:
+                with self._lock:
+                    while not self._pending and not self._closed and not self._checkpoint_due:
+                        self._wake.wait()
+                    closing, due = self._closed, self._checkpoint_due
+                    self._checkpoint_due = False
+                if due and self._failure is None:
+                    checkpointer = self._checkpoint(checkpointer)
+                written = self._write_pending()
+                if self._failure is not None or (closing and not written):
+                    return
+        finally:
+            if checkpointer is not None:
+                checkpointer.close()
 
     def close(self) -> None:
         """Flush and stop the writer (a clean stop loses nothing)."""

@@ -835,10 +835,20 @@ class Runtime:
             self._announce_opens(book, [f for name, f in fills if name == book.name], now, prices)
             self._closed_trades(book, now, prices)
 
-        for book in self.books.values():
-            outcome = self.engine.monitor_cycle(
-                now, self.market, self._portfolio(book, prices), book=book.name
+        # Both books' monitor cycles first, then one journal flush before acting on either
+        # (neither cycle reads the other book, so this is the order of separate flushes).
+        outcomes = [
+            (
+                book,
+                self.engine.monitor_cycle(
+                    now, self.market, self._portfolio(book, prices), book=book.name, flush=False
+                ),
             )
+            for book in self.books.values()
+        ]
+        if any(outcome.orders for _, outcome in outcomes):
+            self.journal.flush()  # what is acted on is durable first
+        for book, outcome in outcomes:
             self._apply(book, outcome.orders, now, prices, fills)
 
         candidates = [

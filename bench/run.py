@@ -107,7 +107,8 @@ runtime.run(limit=int(limit))
 seconds = time.perf_counter() - start
 db_bytes = sum(p.stat().st_size for p in Path(state_dir).iterdir() if p.is_file())
 print(json.dumps({"candles": candles, "seconds": seconds, "db_bytes": db_bytes,
-                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "plugin_seconds": {n: h.seconds for n, h in runtime.engine.health.items()}}))
 """
 
 
@@ -344,8 +345,20 @@ def cli_wall(settings: Settings) -> list[Figure]:
 
 def replay_overlay(directory: Path, symbols: Sequence[str], baseline: bool) -> Path:
     """An overlay on default.yaml: the universe is the symbols replayed; the baseline turns every
-    subsystem off."""
-    lines = ["universe:", f"  symbols: [{', '.join(json.dumps(s) for s in symbols)}]"]
+    subsystem off.
+
+    The replay stays at AUTONOMY throughout: `stages.demotion.on_critical_risk_mode` is null.
+    With the default (cap at ADVISORY) a real run would leave AUTONOMY at the first CRITICAL
+    risk mode, and this replay, whose stage is given to the runtime rather than recorded in
+    the stage store, would instead attempt (and journal the failure of) a demotion on every
+    candle the risk mode is CRITICAL: most of them, over these files."""
+    lines = [
+        "universe:",
+        f"  symbols: [{', '.join(json.dumps(s) for s in symbols)}]",
+        "stages:",
+        "  demotion:",
+        "    on_critical_risk_mode: null",
+    ]
     if baseline:
         lines.append("subsystems:")
         for name in SUBSYSTEMS:
@@ -355,8 +368,9 @@ def replay_overlay(directory: Path, symbols: Sequence[str], baseline: bool) -> P
     return path
 
 
-def replay_once(settings: Settings, baseline: bool) -> dict[str, float]:
-    """One replay in a fresh interpreter at AUTONOMY; its candles, seconds, peak RSS, db size."""
+def replay_once(settings: Settings, baseline: bool) -> dict[str, Any]:
+    """One replay in a fresh interpreter at AUTONOMY: its candles, seconds, peak RSS, db size
+    (floats) and `plugin_seconds`, the time spent in each plugin's hooks."""
     directory, symbols = settings.replay_data
     with tempfile.TemporaryDirectory(prefix="aios-bench-") as tmp:
         overlay = replay_overlay(Path(tmp), symbols, baseline)
@@ -374,7 +388,23 @@ def replay_once(settings: Settings, baseline: bool) -> dict[str, float]:
         result = json.loads(run_checked(argv, timeout=REPLAY_TIMEOUT_S).splitlines()[-1])
     if not result["candles"]:
         raise BenchError(f"no candles replayed from {directory}")
-    return {key: float(value) for key, value in result.items()}
+    plugin_seconds = {str(k): float(v) for k, v in result.pop("plugin_seconds", {}).items()}
+    return {
+        **{key: float(value) for key, value in result.items()},
+        "plugin_seconds": plugin_seconds,
+    }
+
+
+def plugin_time_line(run: Mapping[str, Any], top: int = 5) -> str:
+    """Where a replay's time went: the plugins that took most of it, in seconds and share."""
+    spent = sorted(run["plugin_seconds"].items(), key=lambda item: -item[1])
+    total = float(run["seconds"]) or 1.0
+    inside = sum(seconds for _, seconds in spent)
+    parts = [f"{name} {seconds:.2f} s ({seconds / total:.0%})" for name, seconds in spent[:top]]
+    return (
+        f"{', '.join(parts) or 'none'}; all plugins {inside / total:.0%}, "
+        f"the rest (engine, journal, brokers, store) {1 - inside / total:.0%}"
+    )
 
 
 def replay(settings: Settings) -> list[Figure]:
@@ -387,6 +417,7 @@ def replay(settings: Settings) -> list[Figure]:
         flush=True,
     )
     enforced = [replay_once(settings, baseline=False) for _ in range(settings.replay_runs)]
+    print(f"replay:   time in plugins (enforced, first run): {plugin_time_line(enforced[0])}")
     baseline = [replay_once(settings, baseline=True) for _ in range(settings.replay_runs)]
     floor = Target(20000.0, higher_is_better=True)
     return [
@@ -615,7 +646,7 @@ def entry_pipeline(settings: Settings) -> list[Figure]:
     cycles = 200 if settings.quick else 2000
     cycle = entry_cycle()
     calls = recorded_hook_calls(cycle)
-    print(f"entry:    one entry cycle makes {len(calls)} call_each calls", flush=True)
+    print(f"entry:    one entry cycle makes {len(calls)} hook calls", flush=True)
     manager = plugin_set([_NoOp()]).manager
 
     def floor() -> None:
@@ -630,8 +661,20 @@ def entry_pipeline(settings: Settings) -> list[Figure]:
         return run
 
     runs = settings.subprocess_runs
-    pipeline = tuple(cycles / s for s in time_calls(repeat(cycle), runs, scale=1.0))
-    dispatch = tuple(cycles / s for s in time_calls(repeat(floor), runs, scale=1.0))
+    # Interleaved (a pipeline batch, then a floor batch, per run): each ratio compares two
+    # batches taken moments apart, so a busy machine slows both sides of it alike.
+    pipeline_batch, floor_batch = repeat(cycle), repeat(floor)
+    pipeline_batch()
+    floor_batch()
+    pipeline_s: list[float] = []
+    floor_s: list[float] = []
+    for _ in range(runs):
+        for batch, sink in ((pipeline_batch, pipeline_s), (floor_batch, floor_s)):
+            start = time.perf_counter()
+            batch()
+            sink.append(time.perf_counter() - start)
+    pipeline = tuple(cycles / s for s in pipeline_s)
+    dispatch = tuple(cycles / s for s in floor_s)
     ratio = tuple(d / p for p, d in zip(pipeline, dispatch, strict=True))
     return [
         Figure("entry.pipeline_per_s", "decisions/s", pipeline),

@@ -35,6 +35,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -133,22 +134,31 @@ FEATURES: Mapping[str, tuple[int, Callable[[Series, Series], float]]] = {
 }
 
 
+_REQUIRED: dict[tuple[str, ...], int] = {}
+
+
 def required_candles(features: Sequence[str]) -> int:
-    """How many candles the features need before the first value exists."""
-    unknown = [name for name in features if name not in FEATURES]
-    if unknown:
-        raise ValueError(f"unknown features: {', '.join(unknown)}")
-    return max(FEATURES[name][0] for name in features)
+    """How many candles the features need before the first value exists (asked for every
+    feature row: remembered per feature list)."""
+    key = tuple(features)
+    found = _REQUIRED.get(key)
+    if found is None:
+        unknown = [name for name in key if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features: {', '.join(unknown)}")
+        found = _REQUIRED[key] = max(FEATURES[name][0] for name in key)
+    return found
 
 
 #: Feature rows already computed, by (closes, volumes, features). A row is a pure function of
 #: its window, and the same windows come back: the signal model computes the row of every new
 #: candle, and each retraining (and the bootstrap model) rebuilds rows over hundreds of candles
-#: that inference already saw. Bounded; cleared when full (a miss only costs the computation).
+#: that inference already saw. Bounded, oldest first out (a miss only costs the computation):
+#: enough for the rows of a 600-candle lookback over 20 symbols.
 _ROW_CACHE: dict[
     tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]], tuple[float, ...] | None
 ] = {}
-ROW_CACHE_SIZE = 16384
+ROW_CACHE_SIZE = 12288
 
 
 def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) -> list[float] | None:
@@ -168,7 +178,7 @@ def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) ->
     if values is not None and not all(math.isfinite(v) for v in values):
         values = None
     if len(_ROW_CACHE) >= ROW_CACHE_SIZE:
-        _ROW_CACHE.clear()
+        del _ROW_CACHE[next(iter(_ROW_CACHE))]  # dicts keep insertion order: the oldest
     _ROW_CACHE[key] = None if values is None else tuple(values)
     return values
 
@@ -236,8 +246,9 @@ def build_dataset(
     """One labelled row per candle t that has enough history for the features and a candle
     t + horizon for its label. Features read candles (t - FEATURE_WINDOW, t] only."""
     features = tuple(features)
-    closes = [float(c.close) for c in candles]
-    volumes = [float(c.volume) for c in candles]
+    # tuples: each row's window is then a tuple slice, which is also its memo key as it is
+    closes = tuple([float(c.close) for c in candles])
+    volumes = tuple([float(c.volume) for c in candles])
     rows: list[list[float]] = []
     labels: list[float] = []
     times: list[datetime] = []
@@ -348,16 +359,24 @@ class LogisticModel:
     stds: tuple[float, ...]
     horizon: int = DEFAULT_HORIZON
 
+    @cached_property
+    def _arrays(self) -> tuple[Array, Array, Array]:
+        """means, stds and weights as arrays, made once per model (it predicts every candle)."""
+        return (
+            np.asarray(self.means, dtype=np.float64),
+            np.asarray(self.stds, dtype=np.float64),
+            np.asarray(self.weights, dtype=np.float64),
+        )
+
     def _standardise(self, x: Array) -> Array:
-        means = np.asarray(self.means, dtype=np.float64)
-        stds = np.asarray(self.stds, dtype=np.float64)
+        means, stds, _ = self._arrays
         standardised: Array = (x - means) / stds
         return standardised
 
     def predict_proba(self, x: Array) -> Array:
         """Probability of "up" for each row of `x` (columns in `self.features` order)."""
         rows = np.asarray(x, dtype=np.float64).reshape(-1, len(self.features))
-        return _sigmoid(self._standardise(rows) @ np.asarray(self.weights) + self.bias)
+        return _sigmoid(self._standardise(rows) @ self._arrays[2] + self.bias)
 
     def probability_up(self, values: Mapping[str, float]) -> float:
         """Probability of "up" for one row of named feature values."""

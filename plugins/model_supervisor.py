@@ -74,6 +74,10 @@ class ModelSupervisor(Subsystem):
     def __init__(self) -> None:
         self._sides: deque[Side] = deque()
         self._outcomes: deque[_Outcome] = deque()
+        #: Bumped whenever a window changes; the statistics are asked for twice per cycle
+        #: (metrics, health) with no change in between, and are remembered per version.
+        self._version = 0
+        self._computed: tuple[tuple[int, int, int], Statistics] | None = None
 
     @staticmethod
     def _trim(window: deque[Side] | deque[_Outcome], size: int) -> None:
@@ -84,6 +88,9 @@ class ModelSupervisor(Subsystem):
         """The window's statistics under the current policy (window_size, min_samples)."""
         settings = self.settings(ctx)
         size, min_samples = int(settings["window_size"]), int(settings["min_samples"])
+        key = (self._version, size, min_samples)
+        if self._computed is not None and self._computed[0] == key:
+            return self._computed[1]
         self._trim(self._sides, size)
         self._trim(self._outcomes, size)
 
@@ -109,7 +116,7 @@ class ModelSupervisor(Subsystem):
             older, newer = _share(wins[:half]), _share(wins[-half:])
             drift = older - newer
 
-        return Statistics(
+        stats = Statistics(
             len(self._sides),
             len(self._outcomes),
             len(calibrated),
@@ -122,6 +129,9 @@ class ModelSupervisor(Subsystem):
             older,
             newer,
         )
+        # trimming changed nothing that a second call with the same key would see differently
+        self._computed = ((self._version, size, min_samples), stats)
+        return stats
 
     def _flags(self, ctx: CycleContext, stats: Statistics) -> dict[str, str]:
         """Which statistics exceed their maximum, with the numbers that decided."""
@@ -197,11 +207,13 @@ class ModelSupervisor(Subsystem):
         """Every observed signal counts, accepted or not (the threshold is not the model)."""
         self._sides.append(signal.side)
         self._trim(self._sides, int(self.settings(ctx)["window_size"]))
+        self._version += 1
 
     @hookimpl
     def aios_trade_closed(self, ctx: CycleContext, trade: ClosedTrade) -> None:
         self._outcomes.append(_Outcome(trade.pnl_pct > 0.0, trade.confidence))
         self._trim(self._outcomes, int(self.settings(ctx)["window_size"]))
+        self._version += 1
 
     @hookimpl
     def aios_collect_metrics(self, ctx: CycleContext) -> Mapping[str, float]:

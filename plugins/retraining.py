@@ -51,12 +51,19 @@ def version_name(now: datetime) -> str:
     return f"m-{now:%Y%m%dT%H%M%S}"
 
 
+_LOGISTIC: ModuleType | None = None
+
+
 def _logistic() -> ModuleType:
     """The model code, imported on first use: numpy costs about 0.1 s to import, and commands
-    such as `aios validate` load every plugin without ever predicting."""
-    import plugins._logistic as module
+    such as `aios validate` load every plugin without ever predicting. Kept once imported (an
+    import statement per call costs a microsecond, several times per signal)."""
+    global _LOGISTIC
+    if _LOGISTIC is None:
+        import plugins._logistic as module
 
-    return module
+        _LOGISTIC = module
+    return _LOGISTIC
 
 
 class Retraining(Subsystem):

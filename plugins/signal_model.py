@@ -26,15 +26,23 @@ from aios.model import CycleContext, HealthReport, HealthStatus, Side, Signal
 from aios.plugin import Subsystem
 
 if TYPE_CHECKING:
+    from aios.model_registry import ModelVersion
     from plugins._logistic import LogisticModel
+
+
+_LOGISTIC: ModuleType | None = None
 
 
 def _logistic() -> ModuleType:
     """The model code, imported on first use: numpy costs about 0.1 s to import, and commands
-    such as `aios validate` load every plugin without ever predicting."""
-    import plugins._logistic as module
+    such as `aios validate` load every plugin without ever predicting. Kept once imported (an
+    import statement per call costs a microsecond, several times per signal)."""
+    global _LOGISTIC
+    if _LOGISTIC is None:
+        import plugins._logistic as module
 
-    return module
+        _LOGISTIC = module
+    return _LOGISTIC
 
 
 class SignalModel(Subsystem):
@@ -48,18 +56,33 @@ class SignalModel(Subsystem):
         self._bootstrap_rows = 0
         self._bootstrap_attempt: tuple[datetime, tuple[str, ...], int] | None = None
         self._champion: tuple[str, LogisticModel | str] | None = None
+        self._champion_read: tuple[CycleContext, ModelVersion | None] | None = None
+        self._model_read: tuple[CycleContext, LogisticModel] | None = None
 
     # --- which model ------------------------------------------------------------------------
 
     def _features(self, ctx: CycleContext) -> tuple[str, ...]:
         return tuple(str(name) for name in self.settings(ctx)["features"])
 
-    def _champion_model(self, ctx: CycleContext) -> tuple[str, LogisticModel | str] | None:
+    def _read_champion(self, ctx: CycleContext, *, per_context: bool) -> ModelVersion | None:
+        """The registry's champion. With `per_context`, read once per cycle context: the engine
+        asks for the signals of every symbol with one context, after the tick that may deploy
+        a model, so within one context the answer cannot change (one query, not one per symbol)."""
+        assert ctx.models is not None
+        if per_context and self._champion_read is not None and self._champion_read[0] is ctx:
+            return self._champion_read[1]
+        champion = ctx.models.champion()
+        self._champion_read = (ctx, champion) if per_context else None
+        return champion
+
+    def _champion_model(
+        self, ctx: CycleContext, *, per_context: bool = False
+    ) -> tuple[str, LogisticModel | str] | None:
         """(version, model) for a usable champion, (version, why not) for an unusable one,
         None without a registry or a champion. Parsed once per version."""
         if ctx.models is None:
             return None
-        champion = ctx.models.champion()
+        champion = self._read_champion(ctx, per_context=per_context)
         if champion is None:
             return None
         if self._champion is None or self._champion[0] != champion.version:
@@ -109,10 +132,19 @@ class SignalModel(Subsystem):
         return int(ctx.policy.get("subsystems", "retraining", "min_samples", default=1))
 
     def _model(self, ctx: CycleContext, symbol: str) -> LogisticModel | None:
-        champion = self._champion_model(ctx)
+        """The model for this context's signals; once found, the same for every symbol asked
+        with this context (the champion is read once per context, and a trained bootstrap
+        model does not depend on the symbol)."""
+        if self._model_read is not None and self._model_read[0] is ctx:
+            return self._model_read[1]
+        champion = self._champion_model(ctx, per_context=True)
+        model: LogisticModel | None
         if champion is not None and not isinstance(champion[1], str):
-            return champion[1]
-        return self._bootstrap_model(ctx, symbol)
+            model = champion[1]
+        else:
+            model = self._bootstrap_model(ctx, symbol)
+        self._model_read = None if model is None else (ctx, model)
+        return model
 
     # --- hooks ------------------------------------------------------------------------------
 

@@ -101,7 +101,10 @@ class UniverseOS(Subsystem):
                 start = series.locate(history)
                 volume = series.quote_volume(start, len(history))
                 returns = series.returns_in(start, len(history))
-                reason = self._filtered_out(ctx, symbol, history, settings, volume, returns)
+                bracket = series.volatility_bracket(start, len(history))
+                reason = self._filtered_out(
+                    ctx, symbol, history, settings, volume, returns, bracket
+                )
             if reason is None:
                 eligible.append((symbol, volume))
             else:
@@ -138,10 +141,11 @@ class UniverseOS(Subsystem):
         settings: Mapping[str, Any],
         volume: float,
         returns: Sequence[float] | None,
+        bracket: tuple[float, float] | None,
     ) -> str | None:
         dynamic = settings["dynamic"]
         if dynamic["enabled"]:
-            reason = self._dynamic(ctx, symbol, history, dynamic, volume, returns)
+            reason = self._dynamic(ctx, symbol, history, dynamic, volume, returns, bracket)
             if reason is not None:
                 return reason
         brake = settings["emergency_brake"]
@@ -157,9 +161,12 @@ class UniverseOS(Subsystem):
         dynamic: Mapping[str, Any],
         volume: float,
         returns: Sequence[float] | None,
+        bracket: tuple[float, float] | None,
     ) -> str | None:
         """`volume` is `quote_volume(history)`; `returns` the returns `volatility_pct` would
-        compute (None: compute them here)."""
+        compute (None: compute them here); `bracket` bounds that certainly contain the
+        volatility (plugins._windows): when they lie within the limits the volatility passes
+        without being computed, otherwise it is computed exactly."""
         count = len(history)
         min_volume = float(dynamic["min_quote_volume"])
         if volume < min_volume:
@@ -170,15 +177,16 @@ class UniverseOS(Subsystem):
         spread, max_spread = ctx.market.spread_bps(symbol), float(dynamic["max_spread_bps"])
         if spread is not None and spread > max_spread:
             return f"spread {_fmt(spread)} bps > max_spread_bps {_fmt(max_spread)}"
-        if returns is None:
-            volatility = volatility_pct(history)
-        else:
-            volatility = population_stdev(returns) if returns else None
         low, high = float(dynamic["min_volatility_pct"]), float(dynamic["max_volatility_pct"])
-        if volatility is None:
-            return f"volatility unknown: {count} candle(s), at least 2 needed"
-        if not low <= volatility <= high:
-            return f"volatility {_fmt(volatility)} % outside [{_fmt(low)}, {_fmt(high)}] %"
+        if bracket is None or not low <= bracket[0] <= bracket[1] <= high:
+            if returns is None:
+                volatility = volatility_pct(history)
+            else:
+                volatility = population_stdev(returns) if returns else None
+            if volatility is None:
+                return f"volatility unknown: {count} candle(s), at least 2 needed"
+            if not low <= volatility <= high:
+                return f"volatility {_fmt(volatility)} % outside [{_fmt(low)}, {_fmt(high)}] %"
         quality, expected = data_quality(history, _timeframe_seconds(ctx))
         min_quality = float(dynamic["min_data_quality"])
         if quality < min_quality:

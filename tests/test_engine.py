@@ -417,3 +417,33 @@ def test_allow_and_deny_lists_filter_before_importing() -> None:
     only = discover(allow=["rl_sizing"])
     assert list(only.plugins) == ["rl_sizing"]
     assert only.plugins["rl_sizing"].builtin
+
+
+# --- dispatch: what the engine remembers between calls -----------------------------------------
+
+
+def test_a_plugin_registered_or_removed_after_the_first_cycle_is_seen_at_the_next() -> None:
+    """The engine remembers each hook's implementations while pluggy's list is unchanged."""
+    eng = engine(Source())
+    assert len(run_entry(eng).orders) == 1
+    blocker = Blocker()
+    eng.plugins.manager.register(blocker, name=blocker.name)
+    assert run_entry(eng, now=T0 + timedelta(minutes=5)).orders == ()
+    assert blocker.calls == 1
+    eng.plugins.manager.unregister(blocker)
+    assert len(run_entry(eng, now=T0 + timedelta(minutes=10)).orders) == 1
+    assert blocker.calls == 1
+
+
+def test_a_reload_or_a_stage_change_is_seen_by_the_remembered_modes() -> None:
+    eng = engine(Source(), Blocker(), stage=Stage.AUTONOMY)
+    assert run_entry(eng).orders == ()  # the blocker is ENFORCED
+    eng.policy = default_policy(
+        only_eth("subsystems:\n  portfolio_balancer:\n    mode: ADVISORY\n")
+    )
+    assert len(run_entry(eng, now=T0 + timedelta(minutes=5)).orders) == 1
+    eng.policy = default_policy(only_eth(""))
+    eng.stage = Stage.ADVISORY  # below AUTONOMY: nothing is applied
+    assert len(run_entry(eng, now=T0 + timedelta(minutes=10)).orders) == 1
+    eng.stage = Stage.AUTONOMY
+    assert run_entry(eng, now=T0 + timedelta(minutes=15)).orders == ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,113 @@ def test_to_jsonable_handles_records_enums_sets_and_times() -> None:
         "at": T0.isoformat(),
         "kinds": ["a", "b"],
     }
+
+
+def test_checkpoints_run_on_the_writer_thread_and_lose_nothing(tmp_path: Path) -> None:
+    """Every `checkpoint_rows` rows flushed, the writer thread copies the WAL into the database
+    file (so the engine's flushes never pay for the fsync); every row is still there."""
+    path = tmp_path / "j.sqlite"
+    journal = Journal(path, checkpoint_rows=50)
+    for index in range(200):
+        journal.record(decision(index))
+        if index % 25 == 24:
+            journal.flush()
+    journal.close()
+    assert journal.checkpoints >= 1
+    assert [row.cycle for row in JournalReader.open(path).query()] == list(range(200))
+
+
+def test_an_in_memory_journal_never_checkpoints() -> None:
+    journal = Journal(checkpoint_rows=1)
+    for index in range(10):
+        journal.record(decision(index))
+        journal.flush()
+    assert journal.reader().count() == 10
+    journal.close()
+    assert journal.checkpoints == 0
+
+
+def _reference_jsonable(value: object) -> object:
+    """The plain isinstance chain `to_jsonable` follows (it decides once per type instead)."""
+    import dataclasses
+    from collections.abc import Mapping
+    from datetime import datetime
+    from enum import Enum
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _reference_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
+    if isinstance(value, Mapping):
+        return {str(_reference_jsonable(k)): _reference_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_reference_jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    return str(value)
+
+
+def test_to_jsonable_matches_the_plain_rules_for_every_kind_of_value() -> None:
+    from collections import OrderedDict, namedtuple
+    from enum import IntEnum
+    from types import MappingProxyType
+
+    from aios.model import HealthReport, HealthStatus, Signal
+
+    class Level(IntEnum):
+        LOW = 1
+
+    Pair = namedtuple("Pair", "a b")
+
+    @dataclass(frozen=True)
+    class Empty:
+        pass
+
+    @dataclass(frozen=True)
+    class One:
+        only: object
+
+    signal = Signal("s", "ETH/BTC", Side.LONG, 0.7, "signal_model", T0, 1.0, {"r": 1.5})
+    values: list[object] = [
+        signal,
+        HealthReport("x", HealthStatus.DEGRADED, "d", {"m": 1.0}),
+        {Side.LONG: [Level.LOW, Pair(1, T0)], 3: frozenset({"b", "a", 2})},
+        OrderedDict(z=1, a=(None, True)),
+        MappingProxyType({"k": {1, 2}}),
+        Signal,  # a dataclass class: not a record
+        object,
+        [EntryVerdict(True, "ok"), EntryVerdict],
+        Empty(),
+        One(One(Side.SHORT)),
+        One({1: None}),
+    ]
+    for value in values:
+        assert to_jsonable(value) == _reference_jsonable(value)
+
+
+def test_a_failing_checkpoint_loses_nothing_and_raises_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints are an optimisation: when the writer thread cannot make its connection,
+    SQLite's own autocheckpoint remains, and every row is still written."""
+    import aios.journal as journal_module
+
+    real_connect = journal_module.sqlite3.connect
+    journal = Journal(tmp_path / "j.sqlite", checkpoint_rows=10)
+
+    def refuse(*args: object, **kwargs: object) -> object:
+        raise journal_module.sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(journal_module.sqlite3, "connect", refuse)
+    for index in range(100):
+        journal.record(decision(index))
+        journal.flush()
+    journal.close()
+    monkeypatch.setattr(journal_module.sqlite3, "connect", real_connect)
+    assert journal.checkpoints == 0
+    assert JournalReader.open(tmp_path / "j.sqlite").count() == 100

@@ -209,3 +209,22 @@ def test_no_retraining_request_when_the_policy_says_so() -> None:
     assert supervisor.aios_health(c).status is HealthStatus.DEGRADED
     assert "retraining requested" not in supervisor.aios_health(c).detail
     assert supervisor.aios_collect_metrics(c)["model_drift_detected"] == 0.0
+
+
+def test_remembered_statistics_follow_every_change_of_the_windows() -> None:
+    """The statistics are remembered between two asks with nothing new in between, and are
+    recomputed after a signal, a trade, or a smaller window in the policy."""
+    supervisor = ModelSupervisor()
+    small = ctx(window_size=10, min_samples=4)
+    observe(supervisor, small, "LLLS")
+    first = supervisor.statistics(small)
+    assert supervisor.statistics(small) is first
+    assert first.directional_bias == 0.75
+    observe(supervisor, small, "S")
+    assert supervisor.statistics(small).signals == 5
+    supervisor.aios_trade_closed(small, closed_trade(pnl_pct=1.0))
+    assert supervisor.statistics(small).trades == 1
+    observe(supervisor, small, "LLLLLL")
+    assert supervisor.statistics(small).signals == 10
+    smaller = ctx(window_size=10, min_samples=5)
+    assert supervisor.statistics(smaller).signals == 10  # min_samples changed: recomputed

@@ -397,3 +397,27 @@ def test_bootstrap_builds_features_only_when_the_rows_can_suffice(
     plugin.aios_signals(enough, "ETH/BTC")
     plugin.aios_signals(enough, "LTC/BTC")
     assert builds == [1]
+
+
+def test_the_champion_is_read_once_per_cycle_context() -> None:
+    """One registry query per context (the engine asks once per symbol with one context); a
+    model deployed later is used from the next context on."""
+    registry = registry_with(returns_champion())
+    ctx = ctx_for({"ETH/BTC": candles_from_closes([100.0, 101.0])}, RETURNS_ONLY, registry)
+    plugin = SignalModel()
+    reads: list[object] = []
+    original = registry.champion
+
+    def counting() -> ModelVersion | None:
+        reads.append(None)
+        return original()
+
+    registry.champion = counting  # type: ignore[method-assign]
+    assert plugin.aios_signals(ctx, "ETH/BTC")[0].side is Side.LONG
+    assert plugin.aios_signals(ctx, "ETH/BTC")[0].side is Side.LONG
+    assert len(reads) == 1
+    registry.register(ModelVersion("m-short", T0, returns_champion(weight=-1.0).to_params()))
+    registry.deploy("m-short", T0)
+    next_ctx = replace(ctx, cycle=ctx.cycle + 1)
+    assert plugin.aios_signals(next_ctx, "ETH/BTC")[0].side is Side.SHORT
+    assert len(reads) == 2

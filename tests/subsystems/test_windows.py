@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -97,3 +98,82 @@ def test_training_rows_reuse_inference_rows_exactly() -> None:
         logistic.extract_features(candles[:end], features)
     warm = logistic.build_dataset(candles, features)
     assert (cold.x == warm.x).all() and (cold.y == warm.y).all() and cold.times == warm.times
+
+
+@given(
+    st.sampled_from(["ETH_BTC", "LTC_BTC", "XMR_BTC"]),
+    st.integers(min_value=0, max_value=5000),
+    st.integers(min_value=0, max_value=400),
+)
+def test_the_volatility_bracket_contains_the_two_pass_value(
+    name: str, start: int, length: int
+) -> None:
+    window = real(name)[start : start + length]
+    series = CandleSeries()
+    first = series.locate(window)
+    bracket = series.volatility_bracket(first, len(window))
+    volatility = volatility_pct(window)
+    if len(window) < 3:
+        assert bracket is None
+        return
+    assert bracket is not None and volatility is not None
+    lower, upper = bracket
+    assert lower <= volatility <= upper
+    assert upper - lower <= 1e-9 * max(volatility, 1e-300) + 1e-12  # tight, so rarely inconclusive
+
+
+@given(
+    st.sampled_from(["ETH_BTC", "XMR_BTC"]),
+    st.integers(min_value=0, max_value=5000),
+    st.integers(min_value=3, max_value=288),
+    st.sampled_from(["at", "below", "above"]),
+)
+def test_universe_decides_volatility_as_the_plain_computation_at_its_limits(
+    name: str, start: int, length: int, where: str
+) -> None:
+    """Limits set exactly at the window's volatility, or one float either side: where the
+    bracket cannot decide, the exact value does, so the verdict is the plain one."""
+    import math
+
+    from aios.testing import context, default_policy, market
+    from plugins.universe_os import UniverseOS
+
+    window = real(name)[start : start + length]
+    volatility = volatility_pct(window)
+    assert volatility is not None
+    limit = {
+        "at": volatility,
+        "below": math.nextafter(volatility, 0.0),
+        "above": math.nextafter(volatility, math.inf),
+    }[where]
+    overlay = (
+        "subsystems:\n  universe_os:\n    dynamic:\n"
+        f"      lookback_candles: {length}\n      max_volatility_pct: {limit!r}\n"
+        "      min_data_quality: 0\n    emergency_brake: {enabled: false}\n"
+    )
+    ctx = context(default_policy(overlay), market_view=market({"ETH/BTC": window}))
+    proposal = UniverseOS().aios_universe(ctx, ["ETH/BTC"])
+    passes = volatility <= limit
+    assert (proposal.allowed == ("ETH/BTC",)) is passes
+    if not passes:
+        assert proposal.excluded["ETH/BTC"].startswith("volatility ")
+
+
+def test_the_feature_memo_is_bounded_and_drops_the_oldest_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logistic, "ROW_CACHE_SIZE", 5)
+    logistic._ROW_CACHE.clear()
+    features = tuple(logistic.FEATURES)
+    candles = real()
+    rows = [logistic.extract_features(candles[: 60 + i], features) for i in range(8)]
+    assert len(logistic._ROW_CACHE) == 5
+
+    def key(end: int) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]]:
+        window = candles[end - logistic.FEATURE_WINDOW : end]
+        return (tuple(c.close for c in window), tuple(c.volume for c in window), features)
+
+    assert list(logistic._ROW_CACHE) == [key(60 + i) for i in range(3, 8)]
+    # evicted or not, every row is what a fresh computation gives
+    logistic._ROW_CACHE.clear()
+    assert rows == [logistic.extract_features(candles[: 60 + i], features) for i in range(8)]
