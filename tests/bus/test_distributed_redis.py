@@ -141,7 +141,12 @@ def test_a_killed_workers_pending_entries_are_reclaimed_none_lost_none_twice(
                 if entry_id in in_hand:
                     claimed_ids.add(decode(fields).id.replace("/candle/", "/signals/"))
         by_id = {r.id: r.payload for r in reports}
-        assert {by_id[i].worker for i in claimed_ids} == {"survivor"}
+        done_by = [by_id[i].worker for i in claimed_ids]
+        # the victim was frozen with at least two entries in hand and commits one at a time: at
+        # most one commit can have been in flight when we looked (its effect and its XACK are one
+        # Lua step: it landed whole, and nobody repeated it); the survivor did all the others
+        assert done_by.count("victim") <= 1, done_by
+        assert done_by.count("survivor") >= len(claimed_ids) - 1 >= 1, done_by
         for symbol in victims:
             workers_in_order = [r.payload.worker for r in reports if r.payload.symbol == symbol]
             switch = workers_in_order.index("survivor")
