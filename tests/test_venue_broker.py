@@ -756,7 +756,7 @@ def test_reconciliation_freezes_what_it_cannot_settle(tmp_path: Any) -> None:
     decisions = {d.subject: d for d in second.reconcile(venue, at(2), [SYMBOL])}
     assert decisions["order:c1"].action == "frozen"
     assert (
-        "look the order up on the venue (the next start asks again)" in decisions["order:c1"].detail
+        "asked again at the next check, or look the order up there" in decisions["order:c1"].detail
     )
     assert decisions["position:o1"].action == "frozen"
     assert "the venue holds only 0.5" in decisions["position:o1"].detail
