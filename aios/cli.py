@@ -682,7 +682,7 @@ def _run_live(
     exchange_id = exchange.removeprefix("ccxt:")
     symbols = list(loaded.get("universe", "symbols", default=[]))
     if not dry_run:
-        from aios.exchange.client_ids import format_for
+        from aios.exchange.client_ids import live_format
 
         prefix = env_prefix(exchange_id)
         if not (os.environ.get(f"{prefix}_API_KEY") and os.environ.get(f"{prefix}_SECRET")):
@@ -692,7 +692,7 @@ def _run_live(
                 "or run with --dry-run"
             )
         try:
-            format_for(exchange_id)
+            live_format(exchange_id)
         except ValueError as exc:
             raise fail(exc) from None
         quotes = sorted({symbol.partition("/")[2] for symbol in symbols})

@@ -3,7 +3,9 @@
 ccxt asks first, order creation). Each request is recorded as it arrived (method, path, query,
 headers, body) and each signed one is checked the way the venue checks it, so a test sees the
 request ccxt built and sent, with nothing of ccxt patched (ccxt is pointed here with
-`AIOS_<ID>_API_URL`). Orders are answered as the venues answer a placement: with ids, no fills.
+`AIOS_<ID>_API_URL`). Orders are answered as the venues answer a placement: with ids, no fills;
+the okx fake also answers a lookup by `clOrdId` (a market order filled at once at 0.05) and the
+balance (1 BTC), enough for the venue broker to place and book an order there.
 """
 
 from __future__ import annotations
@@ -125,6 +127,19 @@ def fake_okx(key: str, secret: str, password: str) -> FakeVenue:
         ("GET", "/api/v5/asset/currencies"): lambda r: {"code": "0", "msg": "", "data": []},
         ("POST", "/api/v5/trade/batch-orders"): place,
         ("GET", "/api/v5/trade/order"): lambda r: lookup(r.query.get("clOrdId", "")),
+        ("GET", "/api/v5/account/balance"): lambda r: {
+            "code": "0",
+            "msg": "",
+            "data": [
+                {
+                    "uTime": "1764590400000",
+                    "details": [
+                        {"ccy": "BTC", "eq": "1", "availBal": "1", "frozenBal": "0"},
+                        {"ccy": "ETH", "eq": "0", "availBal": "0", "frozenBal": "0"},
+                    ],
+                }
+            ],
+        },
     }
 
     def lookup(client_id: str) -> dict[str, Any]:

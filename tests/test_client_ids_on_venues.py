@@ -10,6 +10,8 @@ these two venues are not exercised."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,6 +118,47 @@ def test_an_okx_lookup_by_client_id_asks_by_clordid_and_reads_the_fills() -> Non
     assert (found["filled"], found["average"]) == (0.5, 0.05)
     assert found["fee"] == {"cost": 0.0005, "currency": "ETH"}  # a buy's fee, in what it bought
     assert missing is None  # okx 51603, "Order does not exist": never placed
+
+
+def test_the_venue_broker_books_an_okx_order_from_its_lookup(tmp_path: Path) -> None:
+    # okx answers the placement with ids only; the broker asks once by clOrdId and books that.
+    from aios.exchange.venue_broker import VenueBroker
+    from aios.exchange.venue_store import VenueStore
+    from aios.model import OrderAction, OrderIntent, Side
+
+    venue_fake = fake("okx")
+    store = VenueStore(tmp_path / "state.sqlite", "okx")
+    namespace = store.namespace()
+    with serve(venue_fake) as url, CcxtVenue("okx", environment("okx", url)) as venue:
+        broker = VenueBroker(
+            venue,
+            quote_currency="BTC",
+            cash_buffer_pct=0.0,
+            store=store,
+            venue_client_id=lambda cid: venue_client_id(FORMATS["okx"], namespace, cid),
+            client_id_namespace=namespace,
+        )
+        entry = OrderIntent(
+            id="run-1-300-1",
+            symbol="ETH/BTC",
+            side=Side.LONG,
+            action=OrderAction.OPEN,
+            reason="t",
+            trace="t1",
+            quote_amount=0.025,
+        )
+        (fill,) = broker.submit(entry, datetime(2026, 12, 1, tzinfo=UTC), 0.05)
+    store.close()
+    assert venue_fake.bad_signatures == []
+    (placed,) = [placed_order("okx", venue_fake)]
+    assert placed["clOrdId"].startswith(namespace) and placed["sz"] == "0.5"
+    assert [r.query["clOrdId"] for r in venue_fake.sent("GET", "/api/v5/trade/order")] == [
+        placed["clOrdId"]
+    ]
+    assert (fill.price, fill.quantity) == (0.05, pytest.approx(0.4995))  # fee taken in ETH
+    assert broker.unresolved() == ()
+    (position,) = broker.positions()
+    assert position.quantity == pytest.approx(0.4995)
 
 
 def test_a_bybit_lookup_by_client_id_is_never_taken_for_not_found() -> None:

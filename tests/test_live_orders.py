@@ -99,6 +99,19 @@ def test_live_orders_are_refused_where_the_client_id_format_is_unknown(tmp_path:
     assert "client order id format" in result.output and "--dry-run" in result.output
 
 
+def test_live_orders_are_refused_on_bybit_where_an_outcome_cannot_be_settled(
+    tmp_path: Path,
+) -> None:
+    env = {"AIOS_BYBIT_API_KEY": "k", "AIOS_BYBIT_SECRET": "s"}
+    result = CliRunner().invoke(
+        app, ["run", "--exchange", "ccxt:bybit", "--state-dir", str(tmp_path)], env=env
+    )
+    assert result.exit_code == 1
+    assert "live orders on bybit are refused" in result.output
+    assert "orderLinkId" in result.output and "--dry-run" in result.output
+    assert not database_path(tmp_path).exists()  # refused before anything was recorded
+
+
 def test_kill_9_with_an_order_in_flight_then_restart_reconciles_and_never_repeats_an_id(
     tmp_path: Path, overlay: Path
 ) -> None:

@@ -36,9 +36,11 @@ Failures (never retried blindly)
       could sell holdings that are not this position's), and `BrokerError` names the client id so
       an operator can look it up on the venue; `resolve()` applies the venue's answer later.
       An order that certainly never left (breaker open) is refused plainly.
-    * A venue answer without `filled`, or an order still resting on the venue (a LIMIT that did
-      not fill at once), is unresolved too: the broker cannot watch resting orders, so whatever
-      fills later is unknown until `resolve()`.
+    * A venue answer without `filled` (okx and bybit answer a placement with ids only) is looked
+      up once by client id, when the venue can be asked; still without a filled amount, or an
+      order still resting on the venue (a LIMIT that did not fill at once), it is unresolved
+      too: the broker cannot watch resting orders, so whatever fills later is unknown until
+      `resolve()` (or a re-check, `recheck()`).
     * Idempotent by engine order id: a repeated id returns the first result (or raises the first
       error again) and sends nothing. The venue also refuses a client id it has sent before; the
       broker never builds the same client id twice (triggered exits number their attempts).
@@ -1008,8 +1010,11 @@ class VenueBroker:
     ) -> list[Fill]:
         """Book a ccxt order structure, minus what was booked of it before (`applied`)."""
         prefix = "resolved: " if resolving else ""
-        venue_id = None if result.get("id") is None else str(result.get("id"))
         filled = _number(result.get("filled"))
+        if filled is None and not resolving:
+            result = self._look_up(intent) or result
+            filled = _number(result.get("filled"))
+        venue_id = None if result.get("id") is None else str(result.get("id"))
         if filled is None:
             self._cash_fresh = False
             detail = "the venue did not report the filled amount"
@@ -1049,6 +1054,27 @@ class VenueBroker:
                 intent, f"{remaining:.10g} of {intent.amount:.10g} open on the venue", total
             )
         return fills
+
+    def _look_up(self, intent: _Intent) -> Mapping[str, Any] | None:
+        """The venue's record of an order it accepted without saying what filled (okx and
+        bybit answer a placement with ids only), asked once by client id; None when the venue
+        cannot be asked or does not answer with a filled amount (the order is then unknown:
+        "not found" right after an accepted placement proves nothing)."""
+        fetch = getattr(self.venue, "fetch_order_by_client_id", None)
+        if not callable(fetch):
+            return None
+        try:
+            found = fetch(self._venue_id(intent.client_id), intent.symbol)
+        except BrokerError as exc:
+            logger.warning(
+                "order %s: no filled amount, and the lookup failed: %s",
+                intent.client_id,
+                self.venue.redact(str(exc)),
+            )
+            return None
+        if not isinstance(found, Mapping) or _number(found.get("filled")) is None:
+            return None
+        return found
 
     def _execution(
         self, intent: _Intent, result: Mapping[str, Any], filled: float, reference: float | None
