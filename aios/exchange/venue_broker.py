@@ -75,12 +75,16 @@ Restarts (with a `VenueStore`)
     * found filled, partly filled or cancelled: *adopted*, the fills booked, the position
       unfrozen; found resting: *cancelled* (this broker cannot watch a resting order), then
       what filled is booked; not found: it never reached the venue, *resolved* as not placed;
-    * the venue cannot answer: the position stays *frozen* (no order, no client-side stop)
-      until an operator resolves it, and the message says which client id to look up;
+    * the venue cannot answer: the position stays *frozen* (no order, no client-side stop),
+      and the message says which client id to look up;
     * a stored position whose base currency the venue no longer holds in full (sold by hand?)
-      is *frozen*, not sold: the numbers are in the message;
+      is *frozen*, not sold: the numbers are in the message, and the freeze is kept in the
+      store (since when, last checked) for `aios status`;
     * a resting order under this store's client-id namespace that nothing here knows of is
       *cancelled*; other resting orders on the account are left alone.
+    During a run `recheck()` asks again about what is frozen (periodically, `aios.live`); with
+    no run, `operator_resolve()` / `operator_settle()` book what an operator found on the venue
+    (`aios venue resolve` / `settle`), refused when it contradicts what the store knows.
     Client ids are mapped to the venue's format (`aios.exchange.client_ids`) by the function
     given; the store refuses an id already recorded, so no order id is ever sent twice, across
     restarts too.
