@@ -14,7 +14,8 @@ With real orders, what the start-up reconciliation froze (a position whose order
 outcome, or whose balance the venue no longer covers) is asked about again every
 `exchange.recheck_frozen_s` seconds of the runner's clock, at the start of a poll (`recheck`,
 `VenueBroker.recheck`); each decision is journaled (`hook = reconcile`) before the poll steps,
-and what a settled order filled reaches the books through the next candle of its symbol.
+and what a settled order filled reaches the books through the next candle of its symbol. An
+order found still resting on the venue is cancelled there, as at start-up.
 """
 
 from __future__ import annotations
