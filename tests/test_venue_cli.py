@@ -359,3 +359,17 @@ def test_settle_sold_outside_forgets_the_position(tmp_path: Path) -> None:
         assert [d["decision"] for d in store.decisions()] == ["sold-outside"]
     finally:
         store.close()
+
+
+def test_with_two_exchanges_the_one_holding_the_id_is_chosen_or_named(state: Path) -> None:
+    other = VenueStore(database_path(state), "okx")
+    other.sending("c1", "okxc1", "q1", "ETH/USDT", {"client_id": "c1"})  # the same engine id
+    other.close()
+    ambiguous = venue(state, "resolve", "c1", "--as", "cancelled", "--reason", "x")
+    refused(ambiguous, "holds venue stores for binance, okx", "c1 is in binance, okx", "--exchange")
+    unknown = venue(state, "resolve", "zz9", "--as", "cancelled", "--reason", "x")
+    refused(unknown, "zz9 is in none of them")
+    chosen = venue(state, "resolve", "o2", "--as", "never-placed", "--reason", "x")
+    assert chosen.exit_code == 0 and chosen.output.startswith("binance order:o2"), chosen.output
+    refused(venue(state, "orders", "--exchange", "kraken"), "no venue store for 'kraken'")
+    assert set(json.loads(venue(state, "orders", "--format", "json").output)) == {"binance", "okx"}

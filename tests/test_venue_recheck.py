@@ -204,3 +204,25 @@ def test_a_balance_freeze_is_lifted_when_the_venue_covers_the_position_again(
     assert (lifted.action, lifted.subject) == ("unfrozen", "position:p1")
     assert actual.store.freezes() == [] and actual.frozen() == {}
     assert actual.recheck(venue, later + timedelta(minutes=10)) == []  # nothing left to ask
+
+
+def test_an_order_left_resting_is_cancelled_at_the_next_recheck(tmp_path: Path) -> None:
+    from aios.model import OrderType
+
+    venue = Venue()
+    actual = broker(tmp_path, venue)
+
+    def rests(answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "status": "open", "filled": 1.0, "remaining": 1.0, "cost": 0.05}
+
+    venue.script[actual._venue_id("p1")] = rests
+    actual.submit(
+        intent("p1", OrderAction.OPEN, quote_amount=0.1, order_type=OrderType.LIMIT), T0, 0.05
+    )
+    assert [o.client_id for o in actual.unresolved()] == ["p1"]  # half of it rests
+    (decision,) = actual.recheck(venue, T0 + timedelta(minutes=5))
+    assert (decision.action, decision.subject) == ("cancelled", "order:p1")
+    assert venue.cancelled == [actual._venue_id("p1")]
+    assert actual.unresolved() == () and actual.frozen() == {}
+    (position,) = actual.positions()
+    assert position.quantity == pytest.approx(1.0)  # what filled before the cancel
