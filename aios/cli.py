@@ -16,6 +16,7 @@ import typer
 
 from aios.cli_bus import register as register_bus_commands
 from aios.cli_plugins import plugins_app
+from aios.cli_venue import venue_app
 
 if TYPE_CHECKING:
     from aios.policy import Issue, Policy
@@ -681,7 +682,7 @@ def _run_live(
     exchange_id = exchange.removeprefix("ccxt:")
     symbols = list(loaded.get("universe", "symbols", default=[]))
     if not dry_run:
-        from aios.exchange.client_ids import format_for
+        from aios.exchange.client_ids import live_format
 
         prefix = env_prefix(exchange_id)
         if not (os.environ.get(f"{prefix}_API_KEY") and os.environ.get(f"{prefix}_SECRET")):
@@ -691,7 +692,7 @@ def _run_live(
                 "or run with --dry-run"
             )
         try:
-            format_for(exchange_id)
+            live_format(exchange_id)
         except ValueError as exc:
             raise fail(exc) from None
         quotes = sorted({symbol.partition("/")[2] for symbol in symbols})
@@ -749,6 +750,8 @@ def _run_live(
         poll_s=poll_s,
         warmup_candles=warmup,
         live_orders=not dry_run,
+        recheck=None if actual is None else (lambda now: actual.recheck(venue, now)),
+        recheck_s=float(loaded.get("exchange", "recheck_frozen_s", default=300.0)),
     )
     previous = {
         sig: signal.signal(sig, lambda *_: runner.stop.set())
@@ -770,9 +773,16 @@ def _run_live(
         for order in actual.unresolved():
             typer.echo(
                 f"aios: unresolved venue order {order.client_id} ({order.symbol}, "
-                f"{order.status}): its position stays frozen until the next start reconciles it",
+                f"{order.status}): its position stays frozen until the next start reconciles it "
+                f"(or `aios venue resolve {order.client_id}` records what the venue shows)",
                 err=True,
             )
+    for decision in runner.rechecked:
+        typer.echo(
+            f"aios: re-check {decision.subject} ({decision.symbol}): {decision.action}: "
+            f"{decision.detail}",
+            err=True,
+        )
     for error in runner.errors:
         typer.echo(f"aios: warning: {error}", err=True)
     if report is None:
@@ -786,13 +796,17 @@ def _venue_broker(
     """The venue broker over the state store's venue memory, reconciled with the venue."""
     from datetime import UTC, datetime
 
+    from aios.exchange.base import BrokerError
     from aios.exchange.client_ids import format_for, venue_client_id
     from aios.exchange.venue_broker import VenueBroker
-    from aios.exchange.venue_store import VenueStore
+    from aios.exchange.venue_store import StoreLocked, VenueStore
     from aios.state import database_path
 
     fmt = format_for(exchange_id)
-    store = VenueStore(database_path(directory), exchange_id)
+    try:  # held until the run closes the store: no operator decision meanwhile
+        store = VenueStore(database_path(directory), exchange_id, lock="a live run (aios run)")
+    except StoreLocked as exc:
+        raise BrokerError(str(exc)) from None
     namespace = store.namespace()
     broker = VenueBroker(
         venue,
@@ -812,12 +826,15 @@ def status(
     state_dir: StateDirOption = None,
 ) -> None:
     """The latest run: stage, risk mode, directives, policy, subsystem health, actual vs shadow."""
+    from aios.cli_venue import attention, render_attention
+    from aios.state import database_path
     from aios.status import StatusError, read_status
 
     try:
         current = read_status(state_dir)
     except StatusError as exc:
         raise fail(exc) from None
+    current["venue"] = attention(database_path(state_dir))  # live runs: what is frozen
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(current, indent=2))
         return
@@ -844,6 +861,8 @@ def status(
             typer.echo(
                 f"{name:>6}: {book['trades']} trades, win rate {win}, PnL {book['pnl_pct']:+.3f} %, max drawdown {drawdown}"
             )
+    for line in render_attention(current["venue"]):
+        typer.echo(line)
 
 
 stage_app = typer.Typer(
@@ -851,6 +870,7 @@ stage_app = typer.Typer(
 )
 app.add_typer(stage_app, name="stage")
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(venue_app, name="venue")
 
 
 def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[Any, Any]:

@@ -9,14 +9,21 @@ Without `--dry-run` the actual book is a `VenueBroker` (real orders) and the fir
 backlog is history: it warms the engine and the shadow book up, but the actual book acts only
 from the last candle of that first poll on (`Runtime.live_from`), so nothing is bought on a
 stale price and a restored position's stops are not checked against candles from before it.
+
+With real orders, what the start-up reconciliation froze (a position whose order has an unknown
+outcome, or whose balance the venue no longer covers) is asked about again every
+`exchange.recheck_frozen_s` seconds of the runner's clock, at the start of a poll (`recheck`,
+`VenueBroker.recheck`); each decision is journaled (`hook = reconcile`) before the poll steps,
+and what a settled order filled reaches the books through the next candle of its symbol. An
+order found still resting on the venue is cancelled there, as at start-up.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from aios.model import Candle
 from aios.runtime import RunReport, Runtime
@@ -49,6 +56,9 @@ class LiveRunner:
         sleep: Callable[[float], None] | None = None,
         stop: threading.Event | None = None,
         live_orders: bool = False,
+        recheck: Callable[[datetime], Sequence[Any]] | None = None,
+        recheck_s: float = 300.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.runtime = runtime
         self.source = source
@@ -63,9 +73,39 @@ class LiveRunner:
         self._started = False
         self.errors: list[str] = []
         self.live_orders = live_orders
+        #: Asks the venue again about what is frozen (`VenueBroker.recheck`); its decisions
+        #: (`Reconciliation`s) are journaled. None: nothing to re-check (dry runs).
+        self.recheck = recheck
+        self.recheck_s = recheck_s
+        self.clock = clock
+        self._checked_at: datetime | None = None
+        #: Every re-check decision, oldest first (also in the journal).
+        self.rechecked: list[Any] = []
+
+    def _recheck_if_due(self) -> None:
+        """The periodic re-check; the first poll only starts the clock (the start-up
+        reconciliation has just asked)."""
+        if self.recheck is None:
+            return
+        now = self.clock()
+        if self._checked_at is None:
+            self._checked_at = now
+            return
+        if (now - self._checked_at).total_seconds() < self.recheck_s:
+            return
+        self._checked_at = now
+        try:
+            decisions = list(self.recheck(now))
+        except Exception as exc:  # a venue hiccup must not end the run: report and carry on
+            self.errors.append(f"re-check of frozen positions: {exc}")
+            return
+        if decisions:
+            self.runtime.journal_reconciliation(decisions, now)
+            self.rechecked.extend(decisions)
 
     def poll(self) -> list[datetime]:
         """Fetch, append, and step every candle time all symbols have reached; the times stepped."""
+        self._recheck_if_due()
         latest: dict[str, datetime] = {}
         for symbol in self.symbols:
             limit = self.warmup_candles if self._stepped is None else 10

@@ -99,6 +99,19 @@ def test_live_orders_are_refused_where_the_client_id_format_is_unknown(tmp_path:
     assert "client order id format" in result.output and "--dry-run" in result.output
 
 
+def test_live_orders_are_refused_on_bybit_where_an_outcome_cannot_be_settled(
+    tmp_path: Path,
+) -> None:
+    env = {"AIOS_BYBIT_API_KEY": "k", "AIOS_BYBIT_SECRET": "s"}
+    result = CliRunner().invoke(
+        app, ["run", "--exchange", "ccxt:bybit", "--state-dir", str(tmp_path)], env=env
+    )
+    assert result.exit_code == 1
+    assert "live orders on bybit are refused" in result.output
+    assert "orderLinkId" in result.output and "--dry-run" in result.output
+    assert not database_path(tmp_path).exists()  # refused before anything was recorded
+
+
 def test_kill_9_with_an_order_in_flight_then_restart_reconciles_and_never_repeats_an_id(
     tmp_path: Path, overlay: Path
 ) -> None:
@@ -113,6 +126,26 @@ def test_kill_9_with_an_order_in_flight_then_restart_reconciles_and_never_repeat
         first = subprocess.Popen(live_args(state, overlay, 60), env=environment(url))
         try:
             assert fake.executed_unanswered.wait(timeout=120), "no second order was placed"
+            # While the run holds the venue store, an operator's decision is refused.
+            ((in_flight,),) = rows(
+                state, "SELECT client_id FROM venue_orders WHERE status = 'sending'"
+            )
+            busy = CliRunner().invoke(
+                app,
+                [
+                    "venue",
+                    "resolve",
+                    str(in_flight),
+                    "--as",
+                    "never-placed",
+                    "--reason",
+                    "x",
+                    "--state-dir",
+                    str(state),
+                ],
+            )
+            assert busy.exit_code == 1
+            assert f"in use by a live run (aios run) (pid {first.pid}" in busy.output
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=60)
@@ -126,6 +159,12 @@ def test_kill_9_with_an_order_in_flight_then_restart_reconciles_and_never_repeat
         assert positions == 1
         orders_before = len(fake.orders)
         assert orders_before == 2  # the venue executed both
+        # `aios status` shows the order whose outcome the killed run never learnt.
+        status = CliRunner().invoke(app, ["status", "--format", "json", "--state-dir", str(state)])
+        assert status.exit_code == 0, status.output
+        (unknown,) = json.loads(status.output)["venue"]["binance"]["unknown_orders"]
+        assert (unknown["client_id"], unknown["status"]) == (in_flight, "sending")
+        assert unknown["venue_client_id"] in fake.client_ids and unknown["created_at"]
 
         # The restart meets a flaky venue too: 5xx, 429 and a malformed answer on candles.
         for kind in ("5xx", "429", "malformed"):  # the 2nd, 4th and 6th candle requests

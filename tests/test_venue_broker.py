@@ -533,6 +533,33 @@ def test_an_answer_without_a_filled_amount_is_unresolved() -> None:
     assert broker.unresolved() == () and broker.positions() == ()
 
 
+def test_an_answer_without_a_filled_amount_is_looked_up_once_by_client_id() -> None:
+    venue = ReconcilingFake()
+    full: dict[str, dict[str, Any]] = {}
+    lookups: list[str] = []
+
+    def ids_only(answer: dict[str, Any]) -> dict[str, Any]:  # okx and bybit answer like this
+        full[answer["clientOrderId"]] = answer
+        return {"id": answer["id"], "clientOrderId": answer["clientOrderId"], "filled": None}
+
+    def fetch(client_order_id: str, symbol: str) -> dict[str, Any] | None:
+        lookups.append(client_order_id)
+        if client_order_id == "o2":
+            raise VenueUnavailable("timed out", exchange="fake", call="fetch_order")
+        return full.get(client_order_id)
+
+    venue.fetch_order_by_client_id = fetch  # type: ignore[method-assign]
+    venue.script.update({"o1": ids_only, "o2": ids_only})
+    broker, _ = make(venue)
+    (fill,) = broker.submit(order("o1", quote_amount=100.0), at(0), 100.0)
+    assert (fill.quantity, lookups, broker.unresolved()) == (approx(1.0), ["o1"], ())
+    # A lookup that fails leaves the order unknown (its position frozen); nothing is re-sent.
+    with pytest.raises(BrokerError, match="did not report the filled amount"):
+        broker.submit(order("o2", quote_amount=100.0), at(1), 100.0)
+    assert lookups == ["o1", "o2"] and venue.sent_ids() == ["o1", "o2"]
+    assert [o.client_id for o in broker.unresolved()] == ["o2"]
+
+
 def test_a_limit_left_resting_on_the_venue_is_unresolved_until_resolved() -> None:
     broker, venue = make()
 
@@ -756,7 +783,7 @@ def test_reconciliation_freezes_what_it_cannot_settle(tmp_path: Any) -> None:
     decisions = {d.subject: d for d in second.reconcile(venue, at(2), [SYMBOL])}
     assert decisions["order:c1"].action == "frozen"
     assert (
-        "look the order up on the venue (the next start asks again)" in decisions["order:c1"].detail
+        "asked again at the next check, or look the order up there" in decisions["order:c1"].detail
     )
     assert decisions["position:o1"].action == "frozen"
     assert "the venue holds only 0.5" in decisions["position:o1"].detail

@@ -76,6 +76,9 @@ _SPOT_OPTIONS: dict[str, dict[str, Any]] = {
         "fetchCurrencies": False,
         "fetchMargins": False,
     },
+    # Spot instruments only (ccxt would also load futures, swaps and options: several calls).
+    "okx": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+    "bybit": {"defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
 }
 
 

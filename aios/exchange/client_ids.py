@@ -68,6 +68,27 @@ def format_for(exchange_id: str) -> ClientIdFormat:
     return found
 
 
+#: Venues whose client-id format aios knows but where live orders are refused, and why.
+LIVE_REFUSED: dict[str, str] = {
+    "bybit": (
+        "bybit answers a placement with ids only, and ccxt's bybit fetchOrder cannot look an "
+        "order up by client id (it needs params.acknowledged, sends clientOrderId instead of "
+        "orderLinkId and sees open orders only), so every order would stay unknown and freeze "
+        "its position until an operator resolved it by hand"
+    ),
+}
+
+
+def live_format(exchange_id: str) -> ClientIdFormat:
+    """The venue's format, for live orders: refused (ValueError, with the reason) where aios
+    does not know the format or cannot settle an order's outcome there."""
+    fmt = format_for(exchange_id)
+    refused = LIVE_REFUSED.get(exchange_id)
+    if refused is not None:
+        raise ValueError(f"live orders on {exchange_id} are refused: {refused}; use --dry-run")
+    return fmt
+
+
 def _digest(namespace: str, engine_id: str) -> str:
     value = int.from_bytes(
         hashlib.sha256(f"{namespace}\x00{engine_id}".encode()).digest()[:8], "big"
@@ -97,4 +118,11 @@ def venue_client_id(fmt: ClientIdFormat, namespace: str, engine_id: str) -> str:
     return client_id
 
 
-__all__ = ["FORMATS", "ClientIdFormat", "format_for", "venue_client_id"]
+__all__ = [
+    "FORMATS",
+    "LIVE_REFUSED",
+    "ClientIdFormat",
+    "format_for",
+    "live_format",
+    "venue_client_id",
+]

@@ -36,9 +36,11 @@ Failures (never retried blindly)
       could sell holdings that are not this position's), and `BrokerError` names the client id so
       an operator can look it up on the venue; `resolve()` applies the venue's answer later.
       An order that certainly never left (breaker open) is refused plainly.
-    * A venue answer without `filled`, or an order still resting on the venue (a LIMIT that did
-      not fill at once), is unresolved too: the broker cannot watch resting orders, so whatever
-      fills later is unknown until `resolve()`.
+    * A venue answer without `filled` (okx and bybit answer a placement with ids only) is looked
+      up once by client id, when the venue can be asked; still without a filled amount, or an
+      order still resting on the venue (a LIMIT that did not fill at once), it is unresolved
+      too: the broker cannot watch resting orders, so whatever fills later is unknown until
+      `resolve()` (or a re-check, `recheck()`).
     * Idempotent by engine order id: a repeated id returns the first result (or raises the first
       error again) and sends nothing. The venue also refuses a client id it has sent before; the
       broker never builds the same client id twice (triggered exits number their attempts).
@@ -73,12 +75,16 @@ Restarts (with a `VenueStore`)
     * found filled, partly filled or cancelled: *adopted*, the fills booked, the position
       unfrozen; found resting: *cancelled* (this broker cannot watch a resting order), then
       what filled is booked; not found: it never reached the venue, *resolved* as not placed;
-    * the venue cannot answer: the position stays *frozen* (no order, no client-side stop)
-      until an operator resolves it, and the message says which client id to look up;
+    * the venue cannot answer: the position stays *frozen* (no order, no client-side stop),
+      and the message says which client id to look up;
     * a stored position whose base currency the venue no longer holds in full (sold by hand?)
-      is *frozen*, not sold: the numbers are in the message;
+      is *frozen*, not sold: the numbers are in the message, and the freeze is kept in the
+      store (since when, last checked) for `aios status`;
     * a resting order under this store's client-id namespace that nothing here knows of is
       *cancelled*; other resting orders on the account are left alone.
+    During a run `recheck()` asks again about what is frozen (periodically, `aios.live`); with
+    no run, `operator_resolve()` / `operator_settle()` book what an operator found on the venue
+    (`aios venue resolve` / `settle`), refused when it contradicts what the store knows.
     Client ids are mapped to the venue's format (`aios.exchange.client_ids`) by the function
     given; the store refuses an id already recorded, so no order id is ever sent twice, across
     restarts too.
@@ -103,6 +109,8 @@ logger = logging.getLogger(__name__)
 
 _BPS = 1e-4
 _PCT = 1e-2
+#: The marker, among a position's unresolved ids, of a freeze by a balance check.
+_BALANCE = "balance"
 #: ccxt order statuses after which nothing more can fill.
 _DONE = frozenset({"closed", "canceled", "cancelled", "expired", "rejected"})
 
@@ -144,12 +152,17 @@ class ReconcilingVenue(OrderVenue, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Reconciliation:
-    """One start-up decision about the venue: adopted, cancelled, resolved or frozen."""
+    """One decision about the venue (at start-up, or a periodic re-check): adopted, cancelled,
+    resolved, frozen, or unfrozen (a balance check passed again)."""
 
-    action: str  # adopted | cancelled | resolved | frozen
+    action: str  # adopted | cancelled | resolved | frozen | unfrozen
     subject: str  # order:<client id> or position:<id>
     symbol: str
     detail: str
+
+
+class DecisionRefused(Exception):
+    """An operator's decision that contradicts what the store knows; nothing was changed."""
 
 
 class VenueOrderError(BrokerError):
@@ -295,6 +308,10 @@ class VenueBroker:
         self._pending: dict[str, _Pending] = {}
         #: Client-side exits that failed inside `on_candle` (which cannot raise), newest last.
         self.errors: list[str] = []
+        #: Positions frozen by a balance check, and the check's message.
+        self._frozen: dict[str, str] = {}
+        #: Fills of orders settled by `recheck()`, handed to the run by `on_candle`.
+        self._held: list[Fill] = []
         self.store = store
         self._venue_id = venue_client_id or (lambda client_id: client_id)
         #: The prefix of every venue client id this store sends (None: ids are not mapped,
@@ -352,7 +369,9 @@ class VenueBroker:
         self._last_candle[symbol] = candle
         if self._cash_time is None or candle.time > self._cash_time:
             self._cash_time, self._cash_fresh = candle.time, False
-        fills: list[Fill] = []
+        fills = [fill for fill in self._held if fill.symbol == symbol]
+        if fills:
+            self._held = [fill for fill in self._held if fill.symbol != symbol]
         for book in [b for b in self._positions.values() if b.symbol == symbol]:
             if book.unresolved:
                 logger.warning(
@@ -415,11 +434,16 @@ class VenueBroker:
     # --- restarts --------------------------------------------------------------------------------
 
     def _restore(self, store: VenueStore) -> None:
-        """Positions and possibly-live orders from the store; those orders freeze their
-        positions until `reconcile()` (or `resolve()`) settles them."""
+        """Positions, balance freezes and possibly-live orders from the store; those orders
+        freeze their positions until `reconcile()` (or `resolve()`) settles them."""
         for state in store.positions().values():
             book = _book_from_state(state)
             self._positions[book.id] = book
+        for freeze in store.freezes():
+            frozen = self._positions.get(freeze.position_id)
+            if frozen is not None:
+                frozen.unresolved.add(_BALANCE)
+                self._frozen[freeze.position_id] = freeze.message
         self._sent.update(store.client_ids())
         for stored in store.orders(UNRESOLVED):
             intent = _intent_from_state(stored.intent)
@@ -430,7 +454,12 @@ class VenueBroker:
                 float(stored.applied.get("fee_base", 0.0)),
             )
             self._pending[intent.client_id] = _Pending(intent, applied)
-            self._log(intent, stored.status, detail=stored.detail or "restored after a restart")
+            self._log(
+                intent,
+                stored.status,
+                persist=False,  # the stored row stays as it is (its time says since when)
+                detail=stored.detail or "restored after a restart",
+            )
             frozen = self._positions.get(intent.position_id)
             if frozen is not None:
                 frozen.unresolved.add(intent.client_id)
@@ -445,7 +474,44 @@ class VenueBroker:
         self, venue: ReconcilingVenue, now: datetime, symbols: Sequence[str] = ()
     ) -> list[Reconciliation]:
         """Settle what the store says may exist on the venue (see the module docstring);
-        every decision is returned, for the journal and the operator."""
+        every decision is returned, for the journal and the operator. What the settled orders
+        filled is booked into the positions (no run is going on to record those fills)."""
+        done = self._settle_orders(venue, now)
+        self._held.clear()
+        done.extend(self._reconcile_positions(venue, now))
+        done.extend(self._cancel_strays(venue, symbols))
+        self._save_positions()
+        return done
+
+    def frozen(self) -> dict[str, str]:
+        """Frozen positions and why: unresolved client ids, or the balance check's message."""
+        why: dict[str, str] = {}
+        for book in self._positions.values():
+            if book.unresolved:
+                orders = sorted(book.unresolved - {_BALANCE})
+                parts = [f"unresolved order(s) {', '.join(orders)}"] if orders else []
+                if _BALANCE in book.unresolved:
+                    parts.append(self._frozen.get(book.id, "balance not checked"))
+                why[book.id] = "; ".join(parts)
+        return why
+
+    def recheck(self, venue: ReconcilingVenue, now: datetime) -> list[Reconciliation]:
+        """During a live run: ask the venue again about every order whose outcome is unknown
+        and every position frozen by a balance check, as the start-up reconciliation does
+        (no venue call when nothing is frozen). A position whose orders are settled and whose
+        balance is covered trades again (`unfrozen`). Fills the settled orders made are
+        returned by the next `on_candle` of their symbol, so the run records them."""
+        if not self._pending and not self._frozen:
+            return []
+        done = self._settle_orders(venue, now)
+        if self._frozen:
+            done.extend(self._reconcile_positions(venue, now, only_frozen=True))
+        self._save_positions()
+        return done
+
+    def _settle_orders(self, venue: ReconcilingVenue, now: datetime) -> list[Reconciliation]:
+        """Every pending order looked up by its client id (adopted, cancelled, resolved or
+        frozen); the fills are kept in `_held`."""
         done: list[Reconciliation] = []
         for client_id in list(self._pending):
             intent = self._pending[client_id].intent
@@ -477,11 +543,13 @@ class VenueBroker:
                         subject,
                         intent.symbol,
                         f"{venue_id} could not be settled ({self.venue.redact(str(exc))}): "
-                        f"position {intent.position_id} stays frozen; look the order up on the "
-                        "venue (the next start asks again)",
+                        f"position {intent.position_id} stays frozen; the venue is asked again at "
+                        f"the next check, or look the order up there and record what you find "
+                        f"with `aios venue resolve {client_id}`",
                     )
                 )
                 continue
+            self._held.extend(fills)
             filled = sum(fill.quantity for fill in fills)
             verb = "cancelled on the venue (it was resting)" if action == "cancelled" else "found"
             done.append(
@@ -493,58 +561,236 @@ class VenueBroker:
                     f"{intent.symbol.partition('/')[0]} booked from it",
                 )
             )
-        done.extend(self._reconcile_positions(venue))
-        done.extend(self._cancel_strays(venue, symbols))
-        self._save_positions()
         return done
 
-    def _reconcile_positions(self, venue: ReconcilingVenue) -> list[Reconciliation]:
+    def _reconcile_positions(
+        self, venue: ReconcilingVenue, now: datetime, *, only_frozen: bool = False
+    ) -> list[Reconciliation]:
+        """Each position against the venue's balance of its base currency (all positions of
+        one base together); `only_frozen` reports only the positions a balance check froze."""
         if not self._positions:
+            self._save_freezes(now)
             return []
+        reported = [
+            book for book in self._positions.values() if not only_frozen or book.id in self._frozen
+        ]
         try:
             totals = venue.balances()
         except BrokerError as exc:
             reason = self.venue.redact(str(exc))
-            for book in self._positions.values():
-                book.unresolved.add("balance")
-            return [
-                Reconciliation(
-                    "frozen",
-                    f"position:{book.id}",
-                    book.symbol,
-                    f"balances unavailable ({reason}); frozen until checked",
+            unavailable: list[Reconciliation] = []
+            for book in reported:
+                book.unresolved.add(_BALANCE)
+                message = self._frozen.get(book.id) or (
+                    f"balances unavailable ({reason}); frozen until checked"
                 )
-                for book in self._positions.values()
-            ]
+                self._frozen[book.id] = message
+                unavailable.append(
+                    Reconciliation(
+                        "frozen",
+                        f"position:{book.id}",
+                        book.symbol,
+                        f"balances unavailable ({reason}); frozen until checked",
+                    )
+                )
+            self._save_freezes(now)
+            return unavailable
         held: dict[str, float] = {}
         for book in self._positions.values():
             base = book.symbol.partition("/")[0]
             held[base] = held.get(base, 0.0) + book.quantity
         done: list[Reconciliation] = []
-        for book in self._positions.values():
+        for book in reported:
             base = book.symbol.partition("/")[0]
             on_venue = totals.get(base, 0.0)
             subject = f"position:{book.id}"
             if on_venue + self.dust_ratio * held[base] >= held[base]:
-                action, detail = (
-                    "adopted",
-                    (f"{book.quantity:.10g} {base} tracked, the venue holds {on_venue:.10g}"),
-                )
+                was_frozen = self._frozen.pop(book.id, None) is not None
+                book.unresolved.discard(_BALANCE)
+                action = "unfrozen" if was_frozen else "adopted"
+                detail = f"{book.quantity:.10g} {base} tracked, the venue holds {on_venue:.10g}"
                 if book.unresolved:
                     action = "frozen"
                     detail += f"; frozen until {', '.join(sorted(book.unresolved))} is resolved"
             else:
-                book.unresolved.add("balance")
+                book.unresolved.add(_BALANCE)
                 action, detail = (
                     "frozen",
                     (
                         f"aios tracks {held[base]:.10g} {base} in positions, the venue holds only "
                         f"{on_venue:.10g} (sold outside aios?): frozen, nothing is sold; settle "
-                        "it on the venue (the next start checks again)"
+                        f"it on the venue, or record what happened with `aios venue settle "
+                        f"{book.id}` (checked again periodically and at the next start)"
                     ),
                 )
+                self._frozen[book.id] = detail
             done.append(Reconciliation(action, subject, book.symbol, detail))
+        self._save_freezes(now)
         return done
+
+    def _save_freezes(self, now: datetime) -> None:
+        for position_id in [p for p in self._frozen if p not in self._positions]:
+            del self._frozen[position_id]
+        if self.store is not None:
+            self.store.save_freezes(
+                {p: (self._positions[p].symbol, message) for p, message in self._frozen.items()},
+                now,
+            )
+
+    # --- an operator's decisions (`aios venue resolve` / `settle`), with no run going on ---------
+
+    def operator_resolve(
+        self,
+        client_id: str,
+        outcome: str,
+        now: datetime,
+        *,
+        filled: float | None = None,
+        price: float | None = None,
+        fee: float = 0.0,
+    ) -> str:
+        """Record what the operator found on the venue for an order whose outcome is unknown:
+        `filled` (`filled` base units in total, default all of it, at average `price`, `fee`
+        in the quote currency), `cancelled` (nothing filled beyond what is booked), or
+        `never-placed`. Refused (`DecisionRefused`) when it contradicts the store. Returns what
+        was booked, for the journal."""
+        pending = self._pending.get(client_id)
+        if pending is None:
+            raise DecisionRefused(self._not_pending(client_id))
+        intent, applied = pending.intent, pending.applied
+        base, quote = _currencies(intent.symbol)
+        booked = f"{applied.filled:.10g} {base} already booked from it"
+        if outcome == "never-placed":
+            if applied.filled > 0:
+                raise DecisionRefused(
+                    f"order {client_id} cannot have been never placed: the venue reported "
+                    f"{applied.filled:.10g} {base} filled from it before; use --as cancelled or "
+                    "--as filled"
+                )
+            if filled is not None or price is not None:
+                raise DecisionRefused("--as never-placed takes no --filled or --price")
+            self.resolve(client_id, None, now)
+            self._retag(client_id, "resolved", "never placed (operator)")
+            return "never placed: nothing booked"
+        if outcome == "cancelled":
+            if filled is not None or price is not None:
+                raise DecisionRefused(
+                    "--as cancelled means nothing filled beyond what is booked; an order that "
+                    "filled (in part) before it was cancelled is --as filled --filled QTY --price P"
+                )
+            del self._pending[client_id]
+            book = self._positions.get(intent.position_id)
+            if book is not None:
+                book.unresolved.discard(client_id)
+            self._retag(client_id, "cancelled", f"cancelled (operator); {booked}")
+            self._save_positions()
+            return f"cancelled: {booked}, nothing more"
+        if outcome != "filled":
+            raise DecisionRefused(
+                f"unknown outcome {outcome!r}: use filled, cancelled or never-placed"
+            )
+        if price is None or not math.isfinite(price) or price <= 0:
+            raise DecisionRefused(
+                f"--as filled needs --price > 0 (the average fill price), got {price}"
+            )
+        total = intent.amount if filled is None else filled
+        if not math.isfinite(total) or total <= 0:
+            raise DecisionRefused(f"--filled must be > 0, got {total}")
+        if total > intent.amount * (1.0 + self.dust_ratio):
+            raise DecisionRefused(
+                f"order {client_id} was for {intent.amount:.10g} {base}; it cannot have filled "
+                f"{total:.10g}"
+            )
+        if total < applied.filled * (1.0 - 1e-9):
+            raise DecisionRefused(
+                f"the venue reported {applied.filled:.10g} {base} filled from order {client_id} "
+                f"before; the total filled cannot be less ({total:.10g})"
+            )
+        if not math.isfinite(fee) or fee < applied.fee_quote:
+            raise DecisionRefused(
+                f"--fee is the order's whole fee in {quote}; {applied.fee_quote:.10g} of it is "
+                f"already booked, got {fee}"
+            )
+        answer = {
+            "status": "closed",
+            "filled": total,
+            "average": price,
+            "cost": total * price,
+            "fee": {"cost": fee, "currency": quote},
+        }
+        fills = self.resolve(client_id, answer, now)
+        self._retag(client_id, None, f"filled (operator): {total:.10g} {base} at {price:.10g}")
+        quantity = sum(f.quantity for f in fills)
+        return f"filled: {total:.10g} {base} at {price:.10g} in total, {quantity:.10g} booked now"
+
+    def operator_settle(
+        self, position_id: str, outcome: str, now: datetime, *, quantity: float | None = None
+    ) -> str:
+        """Record what happened to a position a balance check froze: `sold-outside` (it is
+        gone: forgotten, nothing is sold) or `reduced` to `quantity` (what aios tracks from
+        now on). Refused (`DecisionRefused`) for a position that is not frozen by a balance
+        check, or that has orders whose outcome is unknown."""
+        book = self._positions.get(position_id)
+        if book is None:
+            known = ", ".join(sorted(self._positions)) or "none"
+            raise DecisionRefused(
+                f"no open position {position_id!r} in the venue store (open positions: {known})"
+            )
+        orders = sorted(book.unresolved - {_BALANCE})
+        if orders:
+            raise DecisionRefused(
+                f"position {position_id} has order(s) whose outcome is unknown: "
+                f"{', '.join(orders)}; resolve them first (`aios venue resolve`)"
+            )
+        if position_id not in self._frozen:
+            raise DecisionRefused(
+                f"position {position_id} is not frozen: the last balance check found it covered "
+                "by the venue; there is nothing to settle"
+            )
+        base = book.symbol.partition("/")[0]
+        if outcome == "sold-outside":
+            if quantity is not None:
+                raise DecisionRefused("--as sold-outside takes no --quantity (it is all gone)")
+            del self._positions[position_id]
+            detail = (
+                f"sold outside aios: {book.quantity:.10g} {base} bought at {book.entry_price:.10g}"
+                " forgotten (no closed trade is recorded: its exit price is unknown)"
+            )
+        elif outcome == "reduced":
+            if quantity is None or not math.isfinite(quantity) or quantity <= 0:
+                raise DecisionRefused(
+                    f"--as reduced needs --quantity > 0 (what is left), got {quantity}"
+                )
+            if quantity >= book.quantity:
+                raise DecisionRefused(
+                    f"position {position_id} tracks {book.quantity:.10g} {base}; reduced means "
+                    f"less, got {quantity:.10g}"
+                )
+            detail = f"reduced outside aios: {book.quantity:.10g} -> {quantity:.10g} {base}"
+            book.quantity = quantity
+            book.unresolved.discard(_BALANCE)
+        else:
+            raise DecisionRefused(f"unknown outcome {outcome!r}: use sold-outside or reduced")
+        self._frozen.pop(position_id, None)
+        self._save_positions()
+        self._save_freezes(now)
+        return detail
+
+    def _not_pending(self, client_id: str) -> str:
+        stored = None if self.store is None else self.store.order(client_id)
+        if stored is not None:
+            return (
+                f"order {stored.client_id} is not unresolved: its status is {stored.status} "
+                f"(since {stored.updated_at}); there is nothing to resolve"
+            )
+        unresolved = ", ".join(self._pending) or "none"
+        return f"no venue order {client_id!r} in the store (unresolved ones: {unresolved})"
+
+    def _retag(self, client_id: str, status: str | None, detail: str) -> None:
+        if self.store is not None:
+            stored = self.store.order(client_id)
+            if stored is not None:
+                self.store.update(client_id, status or stored.status, detail)
 
     def _cancel_strays(
         self, venue: ReconcilingVenue, symbols: Sequence[str]
@@ -768,8 +1014,11 @@ class VenueBroker:
     ) -> list[Fill]:
         """Book a ccxt order structure, minus what was booked of it before (`applied`)."""
         prefix = "resolved: " if resolving else ""
-        venue_id = None if result.get("id") is None else str(result.get("id"))
         filled = _number(result.get("filled"))
+        if filled is None and not resolving:
+            result = self._look_up(intent) or result
+            filled = _number(result.get("filled"))
+        venue_id = None if result.get("id") is None else str(result.get("id"))
         if filled is None:
             self._cash_fresh = False
             detail = "the venue did not report the filled amount"
@@ -809,6 +1058,27 @@ class VenueBroker:
                 intent, f"{remaining:.10g} of {intent.amount:.10g} open on the venue", total
             )
         return fills
+
+    def _look_up(self, intent: _Intent) -> Mapping[str, Any] | None:
+        """The venue's record of an order it accepted without saying what filled (okx and
+        bybit answer a placement with ids only), asked once by client id; None when the venue
+        cannot be asked or does not answer with a filled amount (the order is then unknown:
+        "not found" right after an accepted placement proves nothing)."""
+        fetch = getattr(self.venue, "fetch_order_by_client_id", None)
+        if not callable(fetch):
+            return None
+        try:
+            found = fetch(self._venue_id(intent.client_id), intent.symbol)
+        except BrokerError as exc:
+            logger.warning(
+                "order %s: no filled amount, and the lookup failed: %s",
+                intent.client_id,
+                self.venue.redact(str(exc)),
+            )
+            return None
+        if not isinstance(found, Mapping) or _number(found.get("filled")) is None:
+            return None
+        return found
 
     def _execution(
         self, intent: _Intent, result: Mapping[str, Any], filled: float, reference: float | None
@@ -931,8 +1201,8 @@ class VenueBroker:
             reason=intent.reason,
         )
 
-    def _log(self, intent: _Intent, status: str, **answer: Any) -> None:
-        if self.store is not None:
+    def _log(self, intent: _Intent, status: str, *, persist: bool = True, **answer: Any) -> None:
+        if self.store is not None and persist:
             self.store.update(
                 intent.client_id,
                 status.removeprefix("resolved: "),
@@ -1154,6 +1424,7 @@ def _book_from_state(state: Mapping[str, Any]) -> _Book:
 
 
 __all__ = [
+    "DecisionRefused",
     "OrderVenue",
     "Reconciliation",
     "ReconcilingVenue",
