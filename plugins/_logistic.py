@@ -383,6 +383,22 @@ class LogisticModel:
         row = np.array([[values[name] for name in self.features]], dtype=np.float64)
         return float(self.predict_proba(row)[0])
 
+    def probabilities_up(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
+        """`probability_up` of each row, bit for bit, in fewer numpy calls (the signal model
+        asks for every symbol of a candle time at once). Standardising and the sigmoid work
+        element by element, so a batch changes nothing there; the dot product is taken row by
+        row, because one matrix product over the batch rounds differently (measured: about
+        one row in thirty differs in its last bit)."""
+        if not rows:
+            return []
+        x = np.array(
+            [[values[name] for name in self.features] for values in rows], dtype=np.float64
+        )
+        weights = self._arrays[2]
+        dots = np.array([row @ weights for row in self._standardise(x)], dtype=np.float64)
+        probabilities: list[float] = _sigmoid(dots + self.bias).tolist()
+        return probabilities
+
     def accuracy(self, dataset: Dataset) -> float:
         """Share of rows whose label the model gets right (up when p >= 0.5)."""
         if len(dataset) == 0:
