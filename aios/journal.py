@@ -165,6 +165,33 @@ def _converter(cls: type) -> Callable[[Any], Any]:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
+def _encoder() -> Callable[[Any], str]:
+    """`_ENCODER.encode`, without what it redoes per call: `iterencode` builds a new C encoder
+    (and a closure) for every value. This one is built once, with `_ENCODER`'s settings and
+    no check for circular references (`to_jsonable` returns fresh trees, never a cycle)."""
+    from json import encoder as json_encoder
+
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator in this interpreter
+        return _ENCODER.encode
+    encode = make(
+        None,
+        _ENCODER.default,
+        json_encoder.encode_basestring_ascii,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        True,
+        False,
+        True,
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+#: The serialised form of a proposal, as `_ENCODER.encode` writes it.
+encode_json = _encoder()
+
+
 def _row(decision: Decision, times: dict[datetime, str] | None = None) -> tuple[Any, ...]:
     """One row's values; `times` remembers isoformat strings (a batch's rows share a few)."""
     stamp = None if times is None else times.get(decision.time)
@@ -181,7 +208,7 @@ def _row(decision: Decision, times: dict[datetime, str] | None = None) -> tuple[
         decision.subject,
         decision.symbol,
         decision.trace,
-        _ENCODER.encode(to_jsonable(decision.proposal)),
+        encode_json(to_jsonable(decision.proposal)),
         decision.mode,
         decision.outcome,
         1 if decision.applied else 0,

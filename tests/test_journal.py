@@ -270,3 +270,21 @@ def test_a_version_1_journal_loses_its_indexes_and_keeps_its_rows_and_queries(
     assert [row.id for row in reader.query(symbol="ETH/BTC")] == [*expected, 6]
     assert [row.trace for row in reader.query(trace="s3")] == ["s3"]
     assert reader.traces_for("s4") == ["s4"]
+
+
+def test_proposals_are_stored_as_json_dumps_writes_them() -> None:
+    """The journal's encoder is built once; what it writes is `json.dumps` with sorted keys
+    and compact separators, non-finite floats, escapes and big integers included."""
+    import json
+
+    from aios.journal import encode_json
+
+    values: list[object] = [
+        {"b": [1.5, float("nan"), float("inf"), -float("inf"), 1e-7, 1e16, 2**70]},
+        {"z": None, "y": True, "é": 'naïve "quoted"\n', "a": {"k": [], "j": {}}},
+        "plain",
+        3.0,
+        [],
+    ]
+    for value in values:
+        assert encode_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"))
