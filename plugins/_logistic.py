@@ -165,8 +165,11 @@ def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) ->
     if len(closes) < required_candles(features):
         return None
     key = (tuple(closes), tuple(volumes), tuple(features))
-    if key in _ROW_CACHE:
+    try:  # one hash of the 120 floats for a row seen before (`in` then `[]` made two)
         cached = _ROW_CACHE[key]
+    except KeyError:
+        pass
+    else:
         return None if cached is None else list(cached)
     values: list[float] | None
     try:
