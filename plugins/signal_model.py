@@ -169,15 +169,20 @@ class SignalModel(Subsystem):
     @hookimpl
     def aios_signals(self, ctx: CycleContext, symbol: str) -> Sequence[Signal]:
         """The engine asks symbol by symbol, with one context per cycle: the first question of a
-        context answers for every universe candidate at once (one batch of predictions, see
-        `LogisticModel.probabilities_up`); the others are read from that answer. A symbol whose
+        context is answered on its own; the second computes the signals of every universe
+        candidate not answered yet, in the order the engine asks, with one batch of
+        predictions (`LogisticModel.probabilities_up`), and the others are read from that. A
+        caller asking once per context (a bus worker) pays for its symbol only. A symbol whose
         computation raised raises when it is asked about, as it would on its own."""
         batch = self._batch
         if batch is None or batch[0] is not ctx:
-            batch = self._batch = (ctx, self._signals_of(ctx, _candidates(ctx)))
-        found = batch[1].get(symbol)
-        if found is None:  # not a universe candidate: on its own
-            found = self._signals_of(ctx, [symbol])[symbol]
+            batch = self._batch = (ctx, self._signals_of(ctx, [symbol]))
+        answers = batch[1]
+        found = answers.get(symbol)
+        if found is None:
+            pending = [s for s in _candidates(ctx) if s not in answers]
+            answers.update(self._signals_of(ctx, pending if symbol in pending else [symbol]))
+            found = answers[symbol]
         if isinstance(found, Exception):
             raise found
         return found

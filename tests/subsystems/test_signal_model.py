@@ -528,3 +528,40 @@ def test_a_symbol_that_raises_raises_alone_the_others_still_answer() -> None:
     assert [s.symbol for s in plugin.aios_signals(ctx, "XMR/BTC")] == ["XMR/BTC"]
     # a symbol outside the universe is answered on its own
     assert plugin.aios_signals(ctx, "DOGE/BTC") == []
+
+
+class CountingHistory(FailingHistory):
+    """Counts the history reads per symbol (nothing raises)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner, broken="")
+        self.reads: dict[str, int] = {}
+
+    def history(self, symbol: str, count: int | None = None) -> Any:
+        self.reads[symbol] = self.reads.get(symbol, 0) + 1
+        return self.inner.history(symbol, count)
+
+
+def test_one_question_per_context_computes_that_symbol_only() -> None:
+    """A bus worker makes a context per symbol: it must not pay for the whole universe; the
+    engine's second question of a context computes the rest at once."""
+    series = {symbol: candles[:200] for symbol, candles in bundled().items()}
+    overlay = "universe:\n  symbols: [ETH/BTC, LTC/BTC, XMR/BTC]\n"
+    model = train(build_dataset(series["ETH/BTC"], ALL_FEATURES), seed=5)
+    last = series["ETH/BTC"][-1].time
+    counting = CountingHistory(market(series, last))
+    plugin = SignalModel()
+    for symbol in ("LTC/BTC", "ETH/BTC"):  # a fresh context each time, as a worker does
+        worker_ctx = replace(
+            context(policy(overlay), now=last, market_view=counting), models=registry_with(model)
+        )
+        assert [s.symbol for s in plugin.aios_signals(worker_ctx, symbol)] == [symbol]
+    assert counting.reads == {"LTC/BTC": 1, "ETH/BTC": 1}
+    engine_ctx = replace(
+        context(policy(overlay), now=last, market_view=counting), models=registry_with(model)
+    )
+    plugin.aios_signals(engine_ctx, "ETH/BTC")
+    plugin.aios_signals(engine_ctx, "LTC/BTC")  # the rest of the universe, at once
+    assert counting.reads == {"LTC/BTC": 2, "ETH/BTC": 2, "XMR/BTC": 1}
+    assert [s.symbol for s in plugin.aios_signals(engine_ctx, "XMR/BTC")] == ["XMR/BTC"]
+    assert counting.reads["XMR/BTC"] == 1
