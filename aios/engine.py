@@ -202,6 +202,8 @@ class Engine:
         self._modes_of: Policy | None = None
         self._effective: dict[str, Mode] = {}
         self._effective_of: tuple[Policy, Stage] | None = None
+        self._thresholds: dict[tuple[RiskMode, bool], float] = {}
+        self._thresholds_of: tuple[Policy, Stage] | None = None
         self._impls: dict[
             str, tuple[list[Any], tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]]
         ] = {}
@@ -877,6 +879,19 @@ class Engine:
     # --- per signal ----------------------------------------------------------------------------
 
     def _threshold(self, book: _Book, apply_all: bool) -> float:
+        """The confidence a signal needs in `book`: asked twice per signal, and a function of
+        the policy, the stage (which subsystems are applied), the book's risk mode and
+        `apply_all` only, so remembered per policy and stage like the modes."""
+        memo_of = self._thresholds_of
+        if memo_of is None or memo_of[0] is not self.policy or memo_of[1] is not self.stage:
+            self._thresholds, self._thresholds_of = {}, (self.policy, self.stage)
+        key = (book.risk_mode, apply_all)
+        threshold = self._thresholds.get(key)
+        if threshold is None:
+            threshold = self._thresholds[key] = self._compute_threshold(book.risk_mode, apply_all)
+        return threshold
+
+    def _compute_threshold(self, risk_mode: RiskMode, apply_all: bool) -> float:
         base = float(self.policy.get("baseline", "min_confidence", default=0.65))
         if apply_all or self.applied("signal_model"):
             base = float(
@@ -887,7 +902,7 @@ class Engine:
             multiplier = float(
                 self.policy.get(
                     "risk_modes",
-                    book.risk_mode.value,
+                    risk_mode.value,
                     "confidence_threshold_multiplier",
                     default=1.0,
                 )

@@ -20,7 +20,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+#: 2: no secondary indexes (version 1 had three; opening a journal for writing drops them).
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,10 +42,13 @@ CREATE TABLE IF NOT EXISTS decisions (
     reason TEXT NOT NULL,
     policy_hash TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS decisions_trace ON decisions (trace);
-CREATE INDEX IF NOT EXISTS decisions_symbol_time ON decisions (symbol, time);
-CREATE INDEX IF NOT EXISTS decisions_subsystem ON decisions (subsystem, time);
 """
+#: Indexes of schema version 1. Each row inserted into them landed at a scattered place
+#: (ordered by trace, symbol, subsystem, not by time), so every flush rewrote about ten pages
+#: per index: measured over a replay's rows, 24 us per row with them against 6.5 us without
+#: (bench/README.md). Readers scan instead, about 20 ms per 70,000 rows, and the journal's
+#: queries are an operator's (`aios journal`, `aios explain`), not the engine's.
+_DROPPED_INDEXES = ("decisions_trace", "decisions_symbol_time", "decisions_subsystem")
 
 #: What happened to a proposal. `applied`: it changed what the engine did. `advisory`: surfaced,
 #: not applied (effective mode ADVISORY). `observed`: journaled only (OBSERVE). `error`: the
@@ -161,6 +165,33 @@ def _converter(cls: type) -> Callable[[Any], Any]:
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
+def _encoder() -> Callable[[Any], str]:
+    """`_ENCODER.encode`, without what it redoes per call: `iterencode` builds a new C encoder
+    (and a closure) for every value. This one is built once, with `_ENCODER`'s settings and
+    no check for circular references (`to_jsonable` returns fresh trees, never a cycle)."""
+    from json import encoder as json_encoder
+
+    make = getattr(json_encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator in this interpreter
+        return _ENCODER.encode
+    encode = make(
+        None,
+        _ENCODER.default,
+        json_encoder.encode_basestring_ascii,
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        True,
+        False,
+        True,
+    )
+    return lambda value: "".join(encode(value, 0))
+
+
+#: The serialised form of a proposal, as `_ENCODER.encode` writes it.
+encode_json = _encoder()
+
+
 def _row(decision: Decision, times: dict[datetime, str] | None = None) -> tuple[Any, ...]:
     """One row's values; `times` remembers isoformat strings (a batch's rows share a few)."""
     stamp = None if times is None else times.get(decision.time)
@@ -177,7 +208,7 @@ def _row(decision: Decision, times: dict[datetime, str] | None = None) -> tuple[
         decision.subject,
         decision.symbol,
         decision.trace,
-        _ENCODER.encode(to_jsonable(decision.proposal)),
+        encode_json(to_jsonable(decision.proposal)),
         decision.mode,
         decision.outcome,
         1 if decision.applied else 0,
@@ -199,8 +230,10 @@ def connect(path: Path | str, *, create: bool) -> sqlite3.Connection:
         connection.execute("PRAGMA synchronous=NORMAL")
         if create:
             connection.executescript(_DDL)
+            for index in _DROPPED_INDEXES:
+                connection.execute(f"DROP INDEX IF EXISTS {index}")
             connection.execute(
-                "INSERT OR IGNORE INTO journal_meta (key, value) VALUES ('schema_version', ?)",
+                "INSERT OR REPLACE INTO journal_meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
         else:

@@ -533,6 +533,16 @@ class Runtime:
         self._redrive: _Redrive | None = None
         self._steps_done = 0
         self.checkpoint_every = checkpoint_every
+        #: A replay (`run`) keeps each candle time's fills and equity samples here until the
+        #: cursor moves (every `checkpoint_every` steps) or the run ends, and writes them in
+        #: the cursor's transaction: what a crash loses of them lies after the cursor, which
+        #: a resume discards and redoes anyway. A live run (`advance_to` from aios.live)
+        #: writes every candle time, for `aios status`.
+        self._batch_store = False
+        self._unwritten: tuple[list[tuple[str, Fill]], list[tuple[str, datetime, float, float]]] = (
+            [],
+            [],
+        )
         #: Set (by a SIGINT/SIGTERM handler) to end the run after the current candle time.
         self.stop = threading.Event()
         self.models = ModelRegistry(
@@ -741,6 +751,10 @@ class Runtime:
                     # machine has recorded this move; only the engine must follow it.
                     moved = {"moved": True}
                 else:
+                    # The stage's evidence starts at the store's rows as they are now: the
+                    # candle times already stepped must be in them, as they were unbatched.
+                    if self._batch_store:
+                        self._write_unwritten(None)
                     moved = self.stages.demote(
                         self.policy,
                         target,
@@ -899,6 +913,18 @@ class Runtime:
         if self._steps_done % self.checkpoint_every == 0:
             self.journal.flush()
             progress = (self._steps_done, now)
+        if not self._batch_store:
+            self.store.record(self.run_id, fills, samples, progress)
+            return
+        self._unwritten[0].extend(fills)
+        self._unwritten[1].extend(samples)
+        if progress is not None:
+            self._write_unwritten(progress)
+
+    def _write_unwritten(self, progress: tuple[int, datetime] | None) -> None:
+        """The fills and samples a replay held back, with the cursor `progress`, at once."""
+        fills, samples = self._unwritten
+        self._unwritten = ([], [])
         self.store.record(self.run_id, fills, samples, progress)
 
     def _candle_at(self, symbol: str, now: datetime) -> Candle | None:
@@ -924,7 +950,7 @@ class Runtime:
             if self._stepped:
                 self.journal.flush()
                 if self._redrive is None:  # the cursor covers every step: resumable from here
-                    self.store.record(self.run_id, [], [], (self._steps_done, self._stepped[-1]))
+                    self._write_unwritten((self._steps_done, self._stepped[-1]))
                 report = self.report(self._stepped)
         finally:
             self.journal.close()
@@ -969,6 +995,7 @@ class Runtime:
                 self._close()  # the run stays as it was, to be resumed once fixed
                 raise
         status = "failed"
+        self._batch_store = True
         try:
             for index in range(first, len(times)):
                 if self.stop.is_set():

@@ -66,7 +66,8 @@ def _sample_stdev(values: Series) -> float:
     """Standard deviation with n - 1 in the denominator (plain floats: these windows are tiny,
     and numpy's per-call overhead would dominate)."""
     mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    # a list, not a generator: the same terms summed in the same order, with less overhead
+    return math.sqrt(sum([(v - mean) ** 2 for v in values]) / (len(values) - 1))
 
 
 def _returns(n: int) -> Callable[[Series, Series], float]:
@@ -96,17 +97,14 @@ def _rsi_14(closes: Series, _volumes: Series) -> float:
     avg_gain = sum(c for c in changes[:RSI_PERIOD] if c > 0.0) / RSI_PERIOD
     avg_loss = -sum(c for c in changes[:RSI_PERIOD] if c < 0.0) / RSI_PERIOD
     keep = RSI_PERIOD - 1
-    for change in changes[RSI_PERIOD:]:
+    period = RSI_PERIOD  # a local: read on every step of the smoothing
+    for change in changes[period:]:
         if change > 0.0:
-            avg_gain, avg_loss = (
-                (avg_gain * keep + change) / RSI_PERIOD,
-                avg_loss * keep / RSI_PERIOD,
-            )
+            avg_gain = (avg_gain * keep + change) / period
+            avg_loss = avg_loss * keep / period
         else:
-            avg_gain, avg_loss = (
-                avg_gain * keep / RSI_PERIOD,
-                (avg_loss * keep - change) / RSI_PERIOD,
-            )
+            avg_gain = avg_gain * keep / period
+            avg_loss = (avg_loss * keep - change) / period
     if avg_loss == 0.0:
         return 100.0 if avg_gain > 0.0 else 50.0
     return 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
@@ -167,8 +165,11 @@ def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) ->
     if len(closes) < required_candles(features):
         return None
     key = (tuple(closes), tuple(volumes), tuple(features))
-    if key in _ROW_CACHE:
+    try:  # one hash of the 120 floats for a row seen before (`in` then `[]` made two)
         cached = _ROW_CACHE[key]
+    except KeyError:
+        pass
+    else:
         return None if cached is None else list(cached)
     values: list[float] | None
     try:
@@ -382,6 +383,22 @@ class LogisticModel:
         """Probability of "up" for one row of named feature values."""
         row = np.array([[values[name] for name in self.features]], dtype=np.float64)
         return float(self.predict_proba(row)[0])
+
+    def probabilities_up(self, rows: Sequence[Mapping[str, float]]) -> list[float]:
+        """`probability_up` of each row, bit for bit, in fewer numpy calls (the signal model
+        asks for every symbol of a candle time at once). Standardising and the sigmoid work
+        element by element, so a batch changes nothing there; the dot product is taken row by
+        row, because one matrix product over the batch rounds differently (measured: about
+        one row in thirty differs in its last bit)."""
+        if not rows:
+            return []
+        x = np.array(
+            [[values[name] for name in self.features] for values in rows], dtype=np.float64
+        )
+        weights = self._arrays[2]
+        dots = np.array([row @ weights for row in self._standardise(x)], dtype=np.float64)
+        probabilities: list[float] = _sigmoid(dots + self.bias).tolist()
+        return probabilities
 
     def accuracy(self, dataset: Dataset) -> float:
         """Share of rows whose label the model gets right (up when p >= 0.5)."""

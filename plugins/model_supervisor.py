@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aios.hookspecs import hookimpl
 from aios.metrics import MetricSpec
@@ -78,6 +79,12 @@ class ModelSupervisor(Subsystem):
         #: (metrics, health) with no change in between, and are remembered per version.
         self._version = 0
         self._computed: tuple[tuple[int, int, int], Statistics] | None = None
+        #: LONG signals in `_sides`, kept as sides come and go (a count over the whole window
+        #: per cycle was most of this plugin's time: the window changes every cycle).
+        self._longs = 0
+        #: The outcome figures change only when a trade closes: remembered per outcome version.
+        self._outcome_version = 0
+        self._outcome_figures: tuple[tuple[int, int, int], tuple[Any, ...]] | None = None
 
     @staticmethod
     def _trim(window: deque[Side] | deque[_Outcome], size: int) -> None:
@@ -91,17 +98,31 @@ class ModelSupervisor(Subsystem):
         key = (self._version, size, min_samples)
         if self._computed is not None and self._computed[0] == key:
             return self._computed[1]
-        self._trim(self._sides, size)
+        self._trim_sides(size)
         self._trim(self._outcomes, size)
 
         bias: float | None = None
         majority: Side | None = None
         if self._sides and len(self._sides) >= min_samples:
-            longs = sum(1 for side in self._sides if side is Side.LONG)
+            longs = self._longs
             shorts = len(self._sides) - longs
             majority = Side.LONG if longs >= shorts else Side.SHORT
             bias = max(longs, shorts) / len(self._sides)
 
+        calibrated, *figures = self._outcome_statistics(size, min_samples)
+        stats = Statistics(
+            len(self._sides), len(self._outcomes), int(calibrated), bias, majority, *figures
+        )
+        # trimming changed nothing that a second call with the same key would see differently
+        self._computed = ((self._version, size, min_samples), stats)
+        return stats
+
+    def _outcome_statistics(self, size: int, min_samples: int) -> tuple[Any, ...]:
+        """`calibrated_trades`, then Statistics' fields from `calibration_error` on: the ones
+        that read only the closed trades."""
+        key = (self._outcome_version, size, min_samples)
+        if self._outcome_figures is not None and self._outcome_figures[0] == key:
+            return self._outcome_figures[1]
         calibrated = [o for o in self._outcomes if o.confidence is not None]
         calibration = mean_confidence = win_rate = None
         if calibrated and len(calibrated) >= min_samples:
@@ -115,13 +136,8 @@ class ModelSupervisor(Subsystem):
             half = len(wins) // 2
             older, newer = _share(wins[:half]), _share(wins[-half:])
             drift = older - newer
-
-        stats = Statistics(
-            len(self._sides),
-            len(self._outcomes),
+        figures = (
             len(calibrated),
-            bias,
-            majority,
             calibration,
             mean_confidence,
             win_rate,
@@ -129,9 +145,14 @@ class ModelSupervisor(Subsystem):
             older,
             newer,
         )
-        # trimming changed nothing that a second call with the same key would see differently
-        self._computed = ((self._version, size, min_samples), stats)
-        return stats
+        self._outcome_figures = (key, figures)
+        return figures
+
+    def _trim_sides(self, size: int) -> None:
+        sides = self._sides
+        while len(sides) > size:
+            if sides.popleft() is Side.LONG:
+                self._longs -= 1
 
     def _flags(self, ctx: CycleContext, stats: Statistics) -> dict[str, str]:
         """Which statistics exceed their maximum, with the numbers that decided."""
@@ -206,7 +227,8 @@ class ModelSupervisor(Subsystem):
     def aios_observe_signal(self, ctx: CycleContext, signal: Signal) -> None:
         """Every observed signal counts, accepted or not (the threshold is not the model)."""
         self._sides.append(signal.side)
-        self._trim(self._sides, int(self.settings(ctx)["window_size"]))
+        self._longs += signal.side is Side.LONG
+        self._trim_sides(int(self.settings(ctx)["window_size"]))
         self._version += 1
 
     @hookimpl
@@ -214,6 +236,7 @@ class ModelSupervisor(Subsystem):
         self._outcomes.append(_Outcome(trade.pnl_pct > 0.0, trade.confidence))
         self._trim(self._outcomes, int(self.settings(ctx)["window_size"]))
         self._version += 1
+        self._outcome_version += 1
 
     @hookimpl
     def aios_collect_metrics(self, ctx: CycleContext) -> Mapping[str, float]:

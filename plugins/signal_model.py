@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from aios.hookspecs import hookimpl
-from aios.model import CycleContext, HealthReport, HealthStatus, Side, Signal
+from aios.model import Candle, CycleContext, HealthReport, HealthStatus, Side, Signal
 from aios.plugin import Subsystem
 
 if TYPE_CHECKING:
@@ -45,6 +45,23 @@ def _logistic() -> ModuleType:
     return _LOGISTIC
 
 
+def _candidates(ctx: CycleContext) -> list[str]:
+    """The symbols the engine asks about in a cycle: the configured universe the market has
+    (in the policy's order), else every market symbol, sorted (`Engine._candidates`)."""
+    available = list(ctx.market.symbols)
+    configured = ctx.policy.get("universe", "symbols", default=None)
+    if isinstance(configured, list):
+        return [str(s) for s in configured if s in available]
+    return sorted(available)
+
+
+def _probability_or_error(model: LogisticModel, values: dict[str, float]) -> float | Exception:
+    try:
+        return model.probability_up(values)
+    except Exception as exc:
+        return exc
+
+
 class SignalModel(Subsystem):
     """Turns candle features into LONG/SHORT signals with a calibrated confidence."""
 
@@ -58,6 +75,7 @@ class SignalModel(Subsystem):
         self._champion: tuple[str, LogisticModel | str] | None = None
         self._champion_read: tuple[CycleContext, ModelVersion | None] | None = None
         self._model_read: tuple[CycleContext, LogisticModel] | None = None
+        self._batch: tuple[CycleContext, dict[str, list[Signal] | Exception]] | None = None
 
     # --- which model ------------------------------------------------------------------------
 
@@ -150,29 +168,75 @@ class SignalModel(Subsystem):
 
     @hookimpl
     def aios_signals(self, ctx: CycleContext, symbol: str) -> Sequence[Signal]:
-        candles = ctx.market.history(symbol, _logistic().FEATURE_WINDOW)
-        if not candles:
-            return []
-        model = self._model(ctx, symbol)
-        if model is None:
-            return []
-        values = _logistic().extract_features(candles, model.features)
-        if values is None:
-            return []
-        p_up = model.probability_up(values)
-        last = candles[-1]
-        return [
-            Signal(
-                id=f"{symbol}@{last.time.isoformat()}",
-                symbol=symbol,
-                side=Side.LONG if p_up >= 0.5 else Side.SHORT,
-                confidence=max(p_up, 1.0 - p_up),
-                source=self.name,
-                time=last.time,
-                price=last.close,
-                features=values,
-            )
-        ]
+        """The engine asks symbol by symbol, with one context per cycle: the first question of a
+        context is answered on its own; the second computes the signals of every universe
+        candidate not answered yet, in the order the engine asks, with one batch of
+        predictions (`LogisticModel.probabilities_up`), and the others are read from that. A
+        caller asking once per context (a bus worker) pays for its symbol only. A symbol whose
+        computation raised raises when it is asked about, as it would on its own."""
+        batch = self._batch
+        if batch is None or batch[0] is not ctx:
+            batch = self._batch = (ctx, self._signals_of(ctx, [symbol]))
+        answers = batch[1]
+        found = answers.get(symbol)
+        if found is None:
+            pending = [s for s in _candidates(ctx) if s not in answers]
+            answers.update(self._signals_of(ctx, pending if symbol in pending else [symbol]))
+            found = answers[symbol]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def _signals_of(
+        self, ctx: CycleContext, symbols: Sequence[str]
+    ) -> dict[str, list[Signal] | Exception]:
+        """Each symbol's signals (at most one, at its latest closed candle), or what its
+        computation raised. The symbols are taken in order and each step is what a question
+        about that symbol alone does (the model is looked for at the first symbol with
+        candles); only the predictions are batched."""
+        answers: dict[str, list[Signal] | Exception] = {}
+        pending: list[tuple[str, Candle, dict[str, float], LogisticModel]] = []
+        for symbol in symbols:
+            answers[symbol] = []
+            try:
+                candles = ctx.market.history(symbol, _logistic().FEATURE_WINDOW)
+                if not candles:
+                    continue
+                model = self._model(ctx, symbol)
+                if model is None:
+                    continue
+                values = _logistic().extract_features(candles, model.features)
+            except Exception as exc:  # the engine journals it for this symbol only
+                answers[symbol] = exc
+                continue
+            if values is not None:
+                pending.append((symbol, candles[-1], values, model))
+        for model in {id(item[3]): item[3] for item in pending}.values():
+            rows = [item for item in pending if item[3] is model]
+            try:
+                predicted: list[float | Exception] = list(
+                    model.probabilities_up([item[2] for item in rows])
+                )
+            except Exception:  # find the row that raised: each on its own
+                predicted = [_probability_or_error(model, item[2]) for item in rows]
+            for (symbol, last, values, _), p_up in zip(rows, predicted, strict=True):
+                answers[symbol] = (
+                    p_up
+                    if isinstance(p_up, Exception)
+                    else [
+                        Signal(
+                            id=f"{symbol}@{last.time.isoformat()}",
+                            symbol=symbol,
+                            side=Side.LONG if p_up >= 0.5 else Side.SHORT,
+                            confidence=max(p_up, 1.0 - p_up),
+                            source=self.name,
+                            time=last.time,
+                            price=last.close,
+                            features=values,
+                        )
+                    ]
+                )
+        return answers
 
     @hookimpl
     def aios_health(self, ctx: CycleContext) -> HealthReport:

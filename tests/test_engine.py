@@ -193,6 +193,27 @@ def test_aggressive_lowers_the_threshold() -> None:
     assert run_entry(engine(Source(0.6), Coordinator(RiskMode.NORMAL))).orders == ()
 
 
+def test_the_threshold_follows_the_risk_mode_a_reload_and_the_stage_within_one_engine() -> None:
+    """The engine remembers thresholds per policy and stage: each change is seen next cycle."""
+    coordinator = Coordinator(RiskMode.NORMAL)
+    eng = engine(Source(0.7), coordinator)
+
+    def actual_block() -> str | None:
+        outcome = run_entry(eng)
+        return next((b.reason for b in outcome.blocked if b.book == "actual"), None)
+
+    assert actual_block() is None  # 0.7 >= 0.65
+    coordinator.mode = RiskMode.CRITICAL  # 0.65 x 1.25 = 0.8125
+    assert actual_block() == "confidence 0.700 below threshold 0.812"
+    coordinator.mode = RiskMode.NORMAL
+    raised = default_policy(only_eth("subsystems:\n  signal_model:\n    min_confidence: 0.75\n"))
+    eng.reload(T0, eth_market(), OPEN_BOOK, raised)
+    assert actual_block() == "confidence 0.700 below threshold 0.750"
+    # in OBSERVATION the signal model's own minimum is not applied: the baseline's 0.65 is
+    eng.set_stage(T0, eth_market(), OPEN_BOOK, Stage.OBSERVATION)
+    assert actual_block() is None
+
+
 def test_risk_mode_is_not_applied_in_observation() -> None:
     outcome = run_entry(
         engine(Source(0.8), Coordinator(RiskMode.CRITICAL), stage=Stage.OBSERVATION)

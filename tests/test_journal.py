@@ -234,3 +234,57 @@ def test_a_failing_checkpoint_loses_nothing_and_raises_nothing(
     monkeypatch.setattr(journal_module.sqlite3, "connect", real_connect)
     assert journal.checkpoints == 0
     assert JournalReader.open(tmp_path / "j.sqlite").count() == 100
+
+
+def test_a_version_1_journal_loses_its_indexes_and_keeps_its_rows_and_queries(
+    tmp_path: Path,
+) -> None:
+    """Schema 2 maintains no secondary index on the hot path; a journal written by version 1
+    (three indexes) is migrated when opened for writing, and reads give the same rows."""
+    import sqlite3
+
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as journal:
+        for index in range(5):
+            journal.record(decision(index, symbol="ETH/BTC" if index % 2 else "LTC/BTC"))
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE INDEX decisions_trace ON decisions (trace);"
+        "CREATE INDEX decisions_symbol_time ON decisions (symbol, time);"
+        "CREATE INDEX decisions_subsystem ON decisions (subsystem, time);"
+        "UPDATE journal_meta SET value = '1' WHERE key = 'schema_version';"
+    )
+    old.close()
+    expected = [row.id for row in JournalReader.open(path).query(symbol="ETH/BTC")]
+
+    with Journal(path) as journal:
+        journal.record(decision(5, symbol="ETH/BTC"))
+    check = sqlite3.connect(path)
+    indexes = check.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'decisions'"
+    ).fetchall()
+    version = check.execute("SELECT value FROM journal_meta WHERE key = 'schema_version'")
+    assert (indexes, version.fetchone()) == ([], ("2",))
+    check.close()
+    reader = JournalReader.open(path)
+    assert [row.id for row in reader.query(symbol="ETH/BTC")] == [*expected, 6]
+    assert [row.trace for row in reader.query(trace="s3")] == ["s3"]
+    assert reader.traces_for("s4") == ["s4"]
+
+
+def test_proposals_are_stored_as_json_dumps_writes_them() -> None:
+    """The journal's encoder is built once; what it writes is `json.dumps` with sorted keys
+    and compact separators, non-finite floats, escapes and big integers included."""
+    import json
+
+    from aios.journal import encode_json
+
+    values: list[object] = [
+        {"b": [1.5, float("nan"), float("inf"), -float("inf"), 1e-7, 1e16, 2**70]},
+        {"z": None, "y": True, "é": 'naïve "quoted"\n', "a": {"k": [], "j": {}}},
+        "plain",
+        3.0,
+        [],
+    ]
+    for value in values:
+        assert encode_json(value) == json.dumps(value, sort_keys=True, separators=(",", ":"))

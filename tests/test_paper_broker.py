@@ -508,3 +508,20 @@ def test_replay_is_deterministic() -> None:
         return (tuple(fills), tuple(paper.closed_trades()), paper.cash())
 
     assert run() == run()
+
+
+def test_closed_trades_is_an_immutable_list_that_follows_every_close() -> None:
+    """Read several times per candle time, the list is not copied per read; what a caller
+    holds never changes under it, and the next read has the new trade."""
+    paper = broker()
+    assert paper.closed_trades() == ()
+    paper.submit(order("o1", quote_amount=100.1), at(0), 100.0)
+    paper.submit(order("c1", OrderAction.CLOSE), at(1), 110.0)
+    first = paper.closed_trades()
+    assert isinstance(first, tuple) and paper.closed_trades() is first
+    paper.submit(order("o2", quote_amount=100.1), at(2), 100.0)
+    paper.submit(order("c2", OrderAction.CLOSE, position_id="o2"), at(3), 90.0)
+    second = paper.closed_trades()
+    assert [t.position_id for t in first] == ["o1"]
+    assert [t.position_id for t in second] == ["o1", "o2"]
+    assert second[0] is first[0] and second[1].pnl_quote < 0

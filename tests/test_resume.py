@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,13 +75,44 @@ def committed_steps(state: Path) -> int:
     return int(found[0][0]) if found else 0
 
 
-def wait_for_steps(process: subprocess.Popen[bytes], state: Path, steps: int) -> None:
-    """Until the run has committed `steps` candle times (the signal is the store itself)."""
-    deadline = time.monotonic() + 120
-    while committed_steps(state) < steps:
-        assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "the run did not progress"
-        time.sleep(0.005)
+#: `aios run` in a subprocess that sends itself a signal right after it has stepped a given
+#: number of candle times: the signal arrives at a known point however fast the replay runs
+#: (polling the store from outside could see the run finish first). The signal comes from the
+#: process itself, between two candle times, to the CLI's own handlers.
+SIGNAL_AFTER = """
+import os, signal, sys
+from aios import cli, runtime
+
+after, name, *argv = sys.argv[1:]
+advance_to = runtime.Runtime.advance_to
+
+def advance_then_signal(self, now):
+    advance_to(self, now)
+    if len(self._stepped) == int(after):
+        os.kill(os.getpid(), getattr(signal, name))
+
+runtime.Runtime.advance_to = advance_then_signal
+sys.argv = ["aios", *argv]
+cli.main()
+"""
+#: Where the signal tests stop a run: past the first committed cursor (256), before the
+#: second, so that candle times recorded after the cursor exist and must be redone.
+SIGNAL_AT = 300
+
+
+def signalled_run(
+    state: Path, overlay: Path, name: str, *extra: str | Path, **popen: object
+) -> subprocess.Popen[bytes]:
+    """`aios run` (as `run_args`) that receives signal `name` after `SIGNAL_AT` candle times."""
+    argv = [
+        sys.executable,
+        "-c",
+        SIGNAL_AFTER,
+        str(SIGNAL_AT),
+        name,
+        *run_args(state, overlay, *extra)[3:],
+    ]
+    return subprocess.Popen(argv, env=ENV, **popen)  # type: ignore[call-overload, no-any-return]
 
 
 def snapshot(state: Path) -> dict[str, list[tuple[object, ...]]]:
@@ -143,13 +173,13 @@ def test_kill_9_between_candle_times_then_resume_matches_an_uninterrupted_run(
     uninterrupted: tuple[dict[str, list[tuple[object, ...]]], dict[str, object]],
 ) -> None:
     state = tmp_path / "state"
-    process = subprocess.Popen(run_args(state, overlay), env=ENV)
-    wait_for_steps(process, state, 256)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait(timeout=60) == -signal.SIGKILL
+    process = signalled_run(state, overlay, "SIGKILL")
+    assert process.wait(timeout=300) == -signal.SIGKILL
     assert rows(state, "SELECT status FROM runs") == [("running",)]  # killed, not finished
     killed_at = committed_steps(state)
-    assert 256 <= killed_at < LIMIT
+    assert killed_at == 256  # the last cursor before the kill; 44 candle times after it are redone
+    stepped = int(str(rows(state, "SELECT COUNT(DISTINCT time) FROM equity")[0][0]))
+    assert killed_at <= stepped <= SIGNAL_AT
 
     report = tmp_path / "report.json"
     resumed = resume(state, report)
@@ -242,16 +272,14 @@ def test_sigterm_finishes_the_cycle_writes_the_report_and_exits_0_then_resumes(
 ) -> None:
     state = tmp_path / "state"
     stopped_report = tmp_path / "stopped.json"
-    process = subprocess.Popen(
-        run_args(state, overlay, "--json", stopped_report), env=ENV, stderr=subprocess.PIPE
+    process = signalled_run(
+        state, overlay, "SIGTERM", "--json", stopped_report, stderr=subprocess.PIPE
     )
-    wait_for_steps(process, state, 256)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     assert b"aios run --resume" in stderr
     stopped = json.loads(stopped_report.read_text())
-    assert 256 <= stopped["candles"] < LIMIT
+    assert stopped["candles"] == SIGNAL_AT  # the candle time under way when it came was finished
     assert rows(state, "SELECT status FROM runs") == [("stopped",)]
     # Every stepped candle time is committed: equity samples, cursor and report agree.
     assert committed_steps(state) == stopped["candles"]
@@ -265,12 +293,11 @@ def test_sigterm_finishes_the_cycle_writes_the_report_and_exits_0_then_resumes(
 
 def test_sigint_stops_the_same_way(tmp_path: Path, overlay: Path) -> None:
     state = tmp_path / "state"
-    process = subprocess.Popen(run_args(state, overlay), env=ENV, stderr=subprocess.PIPE)
-    wait_for_steps(process, state, 256)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    process = signalled_run(state, overlay, "SIGINT", stderr=subprocess.PIPE)
+    _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     assert rows(state, "SELECT status FROM runs") == [("stopped",)]
+    assert committed_steps(state) == SIGNAL_AT
     assert rows(state, "SELECT report IS NOT NULL FROM runs") == [(1,)]
 
 

@@ -322,6 +322,35 @@ def test_an_emergency_shutdown_demotes_and_the_next_cycle_follows_the_new_stage(
     runtime.end("stopped")
 
 
+def test_a_replays_automatic_demotion_marks_every_candle_time_stepped_before_it(
+    tmp_path: Path,
+) -> None:
+    """A replay writes fills and equity with its cursor, not per candle time; the evidence
+    of the stage it demotes to must still start after every candle time stepped before."""
+    import sqlite3
+
+    policy = default_policy("stages:\n  initial: AUTONOMY\nuniverse:\n  symbols: [ETH/BTC]\n")
+    series = {"ETH/BTC": candles_from_closes([100.0 + (i % 3) for i in range(12)])}
+    runtime = Runtime(
+        policy,
+        plugin_set([Source(), Blocker(), ShutdownAt(5, 6)]),
+        series,
+        tmp_path,
+        PaperBroker.from_policy,
+    )
+    runtime.run()
+    connection = sqlite3.connect(database_path(tmp_path))
+    (equity_mark, stage) = connection.execute(
+        "SELECT equity_mark, stage FROM stage_state"
+    ).fetchone()
+    before = connection.execute(
+        "SELECT COUNT(*) FROM equity WHERE time < ?", (series["ETH/BTC"][4].time.isoformat(),)
+    ).fetchone()[0]
+    connection.close()
+    assert stage == "OBSERVATION"
+    assert (equity_mark, before) == (8, 8)  # 4 candle times before the demotion, 2 books
+
+
 def test_a_locked_store_is_a_clear_refusal(tmp_path: Path) -> None:
     import sqlite3
 

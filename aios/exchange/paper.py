@@ -148,6 +148,9 @@ class PaperBroker:
         self._resting: dict[str, _Resting] = {}
         self._expired: list[Expired] = []
         self._closed: list[ClosedTrade] = []
+        #: `closed_trades()` as last handed out: read several times per candle time, it
+        #: changes only when a trade closes (a fresh copy per read grew with the run).
+        self._closed_view: tuple[ClosedTrade, ...] = ()
         self._memory = OrderMemory()
         self._last_candle: dict[str, Candle] = {}
 
@@ -186,7 +189,9 @@ class PaperBroker:
         return tuple(book.snapshot() for book in self._positions.values())
 
     def closed_trades(self) -> Sequence[ClosedTrade]:
-        return tuple(self._closed)
+        if len(self._closed_view) != len(self._closed):
+            self._closed_view = tuple(self._closed)
+        return self._closed_view
 
     def submit(self, order: OrderIntent, now: datetime, price: float) -> list[Fill]:
         """Execute `order` at reference `price`; see the module docstring for the rules."""

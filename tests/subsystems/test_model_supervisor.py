@@ -228,3 +228,41 @@ def test_remembered_statistics_follow_every_change_of_the_windows() -> None:
     assert supervisor.statistics(small).signals == 10
     smaller = ctx(window_size=10, min_samples=5)
     assert supervisor.statistics(smaller).signals == 10  # min_samples changed: recomputed
+
+
+def test_kept_counts_agree_with_a_recount_of_the_windows() -> None:
+    """The LONG count is kept as signals come and go and the trade figures are remembered
+    between closes; a seeded mix of signals, closes and window-size changes (which trim the
+    windows) recounted from the windows after every step gives the same statistics."""
+    import random
+
+    rng = random.Random(7)
+    supervisor = ModelSupervisor()
+    sizes = [10, 20, 12, 10, 30]
+    for step in range(600):
+        size = sizes[(step // 97) % len(sizes)]
+        here = ctx(window_size=size, min_samples=4)
+        action = rng.random()
+        if action < 0.6:
+            observe(supervisor, here, rng.choice("LS") * rng.randint(1, 3))
+        elif action < 0.9:
+            close(supervisor, here, rng.choice("WL"), rng.choice([0.6, 0.8, None]))
+        stats = supervisor.statistics(here)
+        sides, outcomes = list(supervisor._sides), list(supervisor._outcomes)
+        assert len(sides) <= size and len(outcomes) <= size
+        longs = sum(1 for side in sides if side is Side.LONG)
+        expected_bias = max(longs, len(sides) - longs) / len(sides) if len(sides) >= 4 else None
+        calibrated = [o for o in outcomes if o.confidence is not None]
+        expected_error = None
+        if len(calibrated) >= 4:
+            mean = sum(o.confidence or 0.0 for o in calibrated) / len(calibrated)
+            expected_error = abs(mean - sum(o.win for o in calibrated) / len(calibrated))
+        assert (stats.signals, stats.trades, stats.calibrated_trades) == (
+            len(sides),
+            len(outcomes),
+            len(calibrated),
+        )
+        assert (stats.directional_bias, stats.calibration_error) == (
+            expected_bias,
+            expected_error,
+        ), step

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import plugins._logistic as logistic_module
-from aios.model import Candle, CycleContext, HealthStatus, Side
+from aios.model import Candle, CycleContext, HealthStatus, Side, Signal
 from aios.model_registry import ModelRegistry, ModelVersion
 from aios.policy import Policy
 from aios.testing import T0, candles_from_closes, context, default_policy, market
@@ -421,3 +421,147 @@ def test_the_champion_is_read_once_per_cycle_context() -> None:
     next_ctx = replace(ctx, cycle=ctx.cycle + 1)
     assert plugin.aios_signals(next_ctx, "ETH/BTC")[0].side is Side.SHORT
     assert len(reads) == 2
+
+
+# --- one batch of predictions per cycle ----------------------------------------------------------
+
+
+@cache
+def bundled() -> dict[str, list[Candle]]:
+    from aios.data import bundled_data_dir, load_csv_candles
+
+    return {
+        f"{name}/BTC": load_csv_candles(bundled_data_dir() / f"{name}_BTC-5m.csv")
+        for name in ("ETH", "LTC", "XMR")
+    }
+
+
+def test_batched_probabilities_are_those_of_one_row_at_a_time_to_the_bit() -> None:
+    """Over every feature row of the bundled real candles, in batches of 1 to 10 rows."""
+    rows = [
+        dict(zip(ALL_FEATURES, row, strict=True))
+        for candles in bundled().values()
+        for row in build_dataset(candles[:1500], ALL_FEATURES).x.tolist()
+    ]
+    model = train(build_dataset(bundled()["ETH/BTC"][:800], ALL_FEATURES), seed=11)
+    assert len(rows) > 4000
+    start, size = 0, 1
+    while start < len(rows):
+        batch = rows[start : start + size]
+        assert model.probabilities_up(batch) == [model.probability_up(r) for r in batch]
+        start, size = start + size, size % 10 + 1
+    assert model.probabilities_up([]) == []
+
+
+def one_symbol_signal(ctx: CycleContext, symbol: str, model: LogisticModel) -> list[Signal]:
+    """What the signal model answered before batching: this symbol on its own."""
+    candles = ctx.market.history(symbol, logistic_module.FEATURE_WINDOW)
+    values = extract_features(candles, model.features)
+    if not candles or values is None:
+        return []
+    p_up = model.probability_up(values)
+    last = candles[-1]
+    return [
+        Signal(
+            id=f"{symbol}@{last.time.isoformat()}",
+            symbol=symbol,
+            side=Side.LONG if p_up >= 0.5 else Side.SHORT,
+            confidence=max(p_up, 1.0 - p_up),
+            source="signal_model",
+            time=last.time,
+            price=last.close,
+            features=values,
+        )
+    ]
+
+
+def test_each_symbol_gets_what_it_got_on_its_own_over_real_cycles() -> None:
+    series = {symbol: candles[:400] for symbol, candles in bundled().items()}
+    overlay = "universe:\n  symbols: [XMR/BTC, ETH/BTC, LTC/BTC]\n"
+    model = train(build_dataset(series["ETH/BTC"][:300], ALL_FEATURES), seed=5)
+    plugin = SignalModel()
+    view = market(series, now=series["ETH/BTC"][60].time)
+    checked = 0
+    for candle in series["ETH/BTC"][61:]:
+        view.advance(candle.time)
+        ctx = replace(
+            context(policy(overlay), now=candle.time, market_view=view),
+            models=registry_with(model),
+        )
+        for symbol in ("XMR/BTC", "ETH/BTC", "LTC/BTC"):
+            got = list(plugin.aios_signals(ctx, symbol))
+            assert got == one_symbol_signal(ctx, symbol, model), (candle.time, symbol)
+            checked += len(got)
+    assert checked > 900
+
+
+class FailingHistory:
+    """A market whose history of one symbol raises (a broken feed adapter, say)."""
+
+    def __init__(self, inner: Any, broken: str) -> None:
+        self.inner, self.broken = inner, broken
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def history(self, symbol: str, count: int | None = None) -> Any:
+        if symbol == self.broken:
+            raise RuntimeError(f"no history for {symbol}")
+        return self.inner.history(symbol, count)
+
+
+def test_a_symbol_that_raises_raises_alone_the_others_still_answer() -> None:
+    series = {symbol: candles[:200] for symbol, candles in bundled().items()}
+    overlay = "universe:\n  symbols: [ETH/BTC, LTC/BTC, XMR/BTC]\n"
+    model = train(build_dataset(series["ETH/BTC"], ALL_FEATURES), seed=5)
+    last = series["ETH/BTC"][-1].time
+    ctx = replace(
+        context(
+            policy(overlay), now=last, market_view=FailingHistory(market(series, last), "LTC/BTC")
+        ),
+        models=registry_with(model),
+    )
+    plugin = SignalModel()
+    assert [s.symbol for s in plugin.aios_signals(ctx, "ETH/BTC")] == ["ETH/BTC"]
+    with pytest.raises(RuntimeError, match="no history for LTC/BTC"):
+        plugin.aios_signals(ctx, "LTC/BTC")
+    assert [s.symbol for s in plugin.aios_signals(ctx, "XMR/BTC")] == ["XMR/BTC"]
+    # a symbol outside the universe is answered on its own
+    assert plugin.aios_signals(ctx, "DOGE/BTC") == []
+
+
+class CountingHistory(FailingHistory):
+    """Counts the history reads per symbol (nothing raises)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner, broken="")
+        self.reads: dict[str, int] = {}
+
+    def history(self, symbol: str, count: int | None = None) -> Any:
+        self.reads[symbol] = self.reads.get(symbol, 0) + 1
+        return self.inner.history(symbol, count)
+
+
+def test_one_question_per_context_computes_that_symbol_only() -> None:
+    """A bus worker makes a context per symbol: it must not pay for the whole universe; the
+    engine's second question of a context computes the rest at once."""
+    series = {symbol: candles[:200] for symbol, candles in bundled().items()}
+    overlay = "universe:\n  symbols: [ETH/BTC, LTC/BTC, XMR/BTC]\n"
+    model = train(build_dataset(series["ETH/BTC"], ALL_FEATURES), seed=5)
+    last = series["ETH/BTC"][-1].time
+    counting = CountingHistory(market(series, last))
+    plugin = SignalModel()
+    for symbol in ("LTC/BTC", "ETH/BTC"):  # a fresh context each time, as a worker does
+        worker_ctx = replace(
+            context(policy(overlay), now=last, market_view=counting), models=registry_with(model)
+        )
+        assert [s.symbol for s in plugin.aios_signals(worker_ctx, symbol)] == [symbol]
+    assert counting.reads == {"LTC/BTC": 1, "ETH/BTC": 1}
+    engine_ctx = replace(
+        context(policy(overlay), now=last, market_view=counting), models=registry_with(model)
+    )
+    plugin.aios_signals(engine_ctx, "ETH/BTC")
+    plugin.aios_signals(engine_ctx, "LTC/BTC")  # the rest of the universe, at once
+    assert counting.reads == {"LTC/BTC": 2, "ETH/BTC": 2, "XMR/BTC": 1}
+    assert [s.symbol for s in plugin.aios_signals(engine_ctx, "XMR/BTC")] == ["XMR/BTC"]
+    assert counting.reads["XMR/BTC"] == 1
