@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from aios.cli_bus import register as register_bus_commands
+from aios.cli_common import EXIT_INVALID, EXIT_VALID, OutputFormat, fail, usage_error
 from aios.cli_plugins import plugins_app
 
 if TYPE_CHECKING:
@@ -28,13 +28,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     add_completion=False,
 )
-
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _version_callback(value: bool) -> None:
@@ -58,17 +51,6 @@ def _root(
     ] = False,
 ) -> None:
     """aios: a declarative policy engine that governs an automated crypto-trading system."""
-
-
-def usage_error(message: str) -> typer.Exit:
-    typer.echo(f"aios: error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
-
-
-def fail(message: object) -> typer.Exit:
-    """Print `aios: <message>` to stderr; the caller raises the returned exit (status 1)."""
-    typer.echo(f"aios: {message}", err=True)
-    return typer.Exit(EXIT_INVALID)
 
 
 def load_or_exit(files: list[Path] | None) -> tuple[Any, Any]:

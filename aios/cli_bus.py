@@ -10,10 +10,13 @@ import json
 import os
 import socket
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+from aios.cli_common import fail, make_directory, usage_error, write_output
 
 if TYPE_CHECKING:
     from aios.bus import Bus
@@ -47,6 +50,14 @@ StateOption = Annotated[
 ]
 
 
+class Book(StrEnum):
+    """The two books a run keeps (aios.runtime.BOOKS): what was traded, and what the plugins'
+    proposals would have traded."""
+
+    actual = "actual"
+    shadow = "shadow"
+
+
 def _policy(files: list[Path] | None) -> tuple[Any, Any]:
     from aios.cli import load_or_exit
 
@@ -54,8 +65,7 @@ def _policy(files: list[Path] | None) -> tuple[Any, Any]:
 
 
 def _open(chosen: str | None, policy: Any, *, shared: bool, name: str | None = None) -> Bus:
-    from aios.bus import BusSettings, BusUnavailable, open_bus
-    from aios.cli import fail, usage_error
+    from aios.bus import BusError, BusSettings, open_bus
 
     url = chosen or str(policy.get("bus", "url", default="redis://127.0.0.1:6379/0"))
     if shared and url.startswith("memory"):
@@ -65,20 +75,22 @@ def _open(chosen: str | None, policy: Any, *, shared: bool, name: str | None = N
     try:
         bus = open_bus(url, BusSettings.from_policy(policy), client_name=name)
     except ValueError as exc:
-        raise usage_error(str(exc)) from None
+        where = "--bus or AIOS_BUS" if chosen else f"bus.url at {policy.origin('bus', 'url')}"
+        raise usage_error(f"{exc} (from {where})") from None
     if not url.startswith("memory"):
         try:
             bus.ping()
-        except BusUnavailable as exc:
+        except BusError as exc:  # unreachable, or refused (a database index out of range)
             raise fail(exc) from None
     return bus
 
 
 def _series(policy: Any, data_dir: Path | None) -> dict[str, Any]:
-    from aios.cli import fail
     from aios.data import DataError, bundled_data_dir
     from aios.runtime import load_series
 
+    if data_dir is not None and not data_dir.is_dir():
+        raise usage_error(f"--data-dir {data_dir}: no such directory")
     directory = data_dir or bundled_data_dir()
     try:
         series = load_series(directory, policy.get("universe", "symbols"))
@@ -91,7 +103,6 @@ def _series(policy: Any, data_dir: Path | None) -> dict[str, Any]:
 
 def _run(service: Any) -> None:
     from aios.bus import BusError
-    from aios.cli import fail
     from aios.services import install_stop_handlers, run_until_stopped
 
     install_stop_handlers(service.stop)
@@ -132,15 +143,16 @@ def worker(
 
     loaded, plugins = _policy(policy)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
+    # Local input first: a bad directory is reported before any wait for Redis.
+    series = _series(loaded, data_dir)
+    directory = make_directory(resolve_state_dir(state_dir), "state directory")
     shared = _open(bus, loaded, shared=True, name=f"aios-worker-{name}")
-    database = database_path(resolve_state_dir(state_dir))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    models = ModelRegistry(database)
+    models = ModelRegistry(database_path(directory))
     service = SignalWorker(
         shared,
         loaded,
         plugins,
-        _series(loaded, data_dir),
+        series,
         name,
         clock=time.time,
         models=models,
@@ -171,20 +183,21 @@ def risk_gate(
     """Replay the data through workers on the bus: feed them, decide each candle time once
     every symbol has reported it, trade both books, publish intents, fills and closed trades."""
     from aios.bus import BusError
-    from aios.cli import fail
     from aios.exchange.paper import PaperBroker
     from aios.services import install_stop_handlers
     from aios.services.risk_gate import RiskGate
     from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
+    series = _series(loaded, data_dir)  # local input first, as for the worker
+    directory = make_directory(resolve_state_dir(state_dir), "state directory")
     shared = _open(bus, loaded, shared=True, name="aios-risk-gate")
     gate = RiskGate(
         shared,
         loaded,
         plugins,
-        _series(loaded, data_dir),
-        resolve_state_dir(state_dir),
+        series,
+        directory,
         PaperBroker.from_policy,
         replay_id=replay_id,
         limit=limit,
@@ -200,11 +213,7 @@ def risk_gate(
     data = report.to_dict(with_curve=False)
     data["replay_id"] = gate.replay_id
     data["decided"] = gate.decided
-    text = json.dumps(data, indent=2, sort_keys=True)
-    if json_out is None or str(json_out) == "-":
-        typer.echo(text)
-    else:
-        json_out.write_text(text + "\n", encoding="utf-8")
+    write_output(json.dumps(data, indent=2, sort_keys=True), json_out)
     if not gate.finished:
         typer.echo(f"aios risk gate: interrupted after {gate.decided} candle time(s)", err=True)
         sys.exit(130)
@@ -215,7 +224,9 @@ def rl_agent(
     bus: BusOption = None,
     policy: PolicyOption = None,
     state_dir: StateOption = None,
-    book: Annotated[str, typer.Option(help="Which book's closed trades to learn from.")] = "shadow",
+    book: Annotated[
+        Book, typer.Option(help="Which book's closed trades to learn from.")
+    ] = Book.shadow,
 ) -> None:
     """Learn from closed trades: publish each reward (pnl_pct / 100) on rl_rewards, update the
     sizing values, persist them, publish statistics every bus.stats_interval_s; until SIGTERM."""
@@ -225,10 +236,9 @@ def rl_agent(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, _ = _policy(policy)
+    directory = make_directory(resolve_state_dir(state_dir), "state directory")
     shared = _open(bus, loaded, shared=False, name="aios-rl-agent")
-    service = RlAgentService(
-        shared, loaded, resolve_state_dir(state_dir), clock=time.time, book=book
-    )
+    service = RlAgentService(shared, loaded, directory, clock=time.time, book=book.value)
     typer.echo(f"aios rl-agent: learning from the {book} book", err=True)
     _run(service)
 
@@ -237,7 +247,7 @@ def rl_agent(
 def risk_proposals(
     bus: BusOption = None,
     policy: PolicyOption = None,
-    book: Annotated[str, typer.Option(help="Which book's open positions to watch.")] = "actual",
+    book: Annotated[Book, typer.Option(help="Which book's open positions to watch.")] = Book.actual,
 ) -> None:
     """Publish regime-weighted SL/TP/trailing proposals for every open position, every
     bus.risk_proposals_interval_s, on risk.proposals:<SYMBOL>. Calculation only; until SIGTERM."""
@@ -247,7 +257,7 @@ def risk_proposals(
 
     loaded, plugins = _policy(policy)
     shared = _open(bus, loaded, shared=False, name="aios-risk-proposals")
-    service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book)
+    service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book.value)
     typer.echo(f"aios risk-proposals: watching the {book} book", err=True)
     _run(service)
 

@@ -14,11 +14,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+from aios.cli_common import EXIT_INVALID, EXIT_VALID, OutputFormat, fail, usage_error
 
 if TYPE_CHECKING:
     from aios.policy import Policy
@@ -30,14 +31,6 @@ plugins_app = typer.Typer(
     no_args_is_help=True,
 )
 
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2  # as aios.cli (imported lazily: it imports us)
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 StateDirOption = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--state-dir", help="State directory (default: $AIOS_STATE_DIR, else ./state)."),
@@ -47,6 +40,9 @@ PolicyOption = Annotated[
     typer.Option(
         "--policy", "-p", help="Policy file(s), merged in order. Default: the bundled default."
     ),
+]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="text for people, json for tools.")
 ]
 COMMON_KEYS = ("enabled", "mode", "on_error")
 METRIC_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
@@ -89,8 +85,7 @@ def _load(files: list[Path]) -> Loaded:
     except PolicyInvalid as exc:
         return Loaded(discover(), None, [str(issue) for issue in exc.errors])
     except PluginConflict as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
 
 
 def _hooks(plugins: PluginSet, plugin: Any) -> list[str]:
@@ -130,13 +125,12 @@ def _effective(mode: str, stage: str) -> str:
 @plugins_app.command("list")
 def list_plugins(
     policy: PolicyOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="text for people, json for tools.")
-    ] = OutputFormat.text,
+    output_format: FormatOption = OutputFormat.text,
     state_dir: StateDirOption = None,
 ) -> None:
     """Every plugin found: name, version, source, hooks, mode (and effective mode at the current
-    stage), health (from the latest run, or why it was not loaded)."""
+    stage), health (from the latest run, or why it was not loaded). Exit 1 when the policy does
+    not validate (its errors on stderr, the plugins still listed)."""
     loaded = _load(_files(policy))
     stage, health = _stage_and_health(state_dir, loaded.policy)
     rows: list[dict[str, Any]] = []
@@ -180,7 +174,8 @@ def list_plugins(
         _print_table(rows, stage)
         for error in loaded.policy_errors:
             typer.echo(f"aios: policy: {error}", err=True)
-    raise typer.Exit(EXIT_VALID)
+    # The plugins are listed either way; a policy that does not validate is still bad input.
+    raise typer.Exit(EXIT_INVALID if loaded.policy_errors else EXIT_VALID)
 
 
 def _print_table(rows: list[dict[str, Any]], stage: str) -> None:
@@ -412,9 +407,7 @@ def _probe_metrics(loaded: Loaded, declared: dict[str, set[str]]) -> list[Findin
 @plugins_app.command("check")
 def check(
     policy: PolicyOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="text for people, json for tools.")
-    ] = OutputFormat.text,
+    output_format: FormatOption = OutputFormat.text,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail the check too.")] = False,
 ) -> None:
     """Check every installed plugin, for CI. Exit 0 sound, 1 problems, 2 usage error."""
@@ -463,8 +456,7 @@ def new(
     try:
         names, target, written = create(name, directory)
     except ScaffoldError as exc:
-        typer.echo(f"aios: error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise usage_error(str(exc)) from None
     for path in written:
         typer.echo(f"created {path}")
     typer.echo(

@@ -194,6 +194,21 @@ def test_a_missing_policy_file_is_a_usage_error(tmp_path: Path) -> None:
     assert f"no such file: {tmp_path / 'nope.yaml'}" in result.output
 
 
+def test_list_with_an_invalid_policy_lists_the_plugins_and_exits_1(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nbus: [\n")
+    result = CliRunner().invoke(cli, ["plugins", "list", "-p", str(broken), "--format", "json"])
+    assert result.exit_code == 1
+    listing = json.loads(result.stdout)
+    assert "coordinator" in {row["name"] for row in listing["plugins"]}
+    [error] = listing["policy_errors"]
+    assert error.startswith(f"{broken}:3:1: (root): YAML syntax")
+    text = CliRunner().invoke(cli, ["plugins", "list", "-p", str(broken)])
+    assert text.exit_code == 1
+    assert f"aios: policy: {broken}:3:1:" in text.stderr
+    assert "Traceback" not in text.output
+
+
 def test_list_shows_version_source_hooks_mode_and_health(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

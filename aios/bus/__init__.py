@@ -275,6 +275,33 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 
+def redacted(url: str) -> str:
+    """The URL without its user and password (what error messages and health reports show)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis URL that redis-py would misread: it raises a bare ValueError for a port
+    that is not a number when it first connects, and silently uses database 0 for a database
+    that is not one."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    shown = redacted(url)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError(f"bad bus URL {shown!r}: the port is not a number (0 to 65535)") from None
+    if parts.scheme in ("redis", "rediss"):
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError(
+                f"bad bus URL {shown!r}: the database {database!r} is not a number "
+                "(redis://host:port/db, db 0 to 15 by default)"
+            )
+
+
 def open_bus(
     url: str,
     settings: BusSettings | None = None,
@@ -293,8 +320,10 @@ def open_bus(
     if url.startswith(("redis://", "rediss://", "unix://")):
         from aios.bus.redis_bus import RedisBus
 
+        check_redis_url(url)
+
         return RedisBus.from_url(url, chosen, clock=clock, sleep=sleep, client_name=client_name)
-    raise ValueError(f"unknown bus {url!r}: use memory:// or redis://host:port/db")
+    raise ValueError(f"unknown bus {redacted(url)!r}: use memory:// or redis://host:port/db")
 
 
 __all__ = [

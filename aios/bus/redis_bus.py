@@ -27,6 +27,7 @@ from aios.bus import (
     DeadLetter,
     Delivery,
     Sleep,
+    redacted,
 )
 from aios.bus.events import Event, EventInvalid, decode, encode
 from aios.model import HealthReport, HealthStatus
@@ -138,7 +139,7 @@ class RedisBus:
                 client_name=client_name,
             )
 
-        where = url.split("@")[-1]  # never a password in a health report
+        where = redacted(url)  # never a password in a health report
         return cls(factory, settings, clock=clock, sleep=sleep, where=where)
 
     # --- the connection, with backoff --------------------------------------------------------
