@@ -76,6 +76,28 @@ def load_or_exit(files: list[Path] | None) -> tuple[Any, Any]:
     return loaded, plugins
 
 
+def policy_or_exit(files: list[Path] | None) -> Any:
+    """The policy `load_or_exit` would return, for commands that read it but run no plugin (the
+    stage commands): from the plugin declaration cache when it is fresh (aios/plugin_cache.py),
+    so no plugin is imported; a miss loads the plugins once and refreshes the cache."""
+    import os
+
+    from aios import app as application
+    from aios.policy import PolicyInvalid
+
+    chosen = list(files) if files else default_policy_files()
+    _check_files(chosen)
+    try:
+        loaded, problems = application.check(chosen, env=dict(os.environ))
+    except PolicyInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    for problem in problems:
+        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    return loaded
+
+
 def default_policy_files() -> list[Path]:
     from aios.policy.schema import bundled_path
 
@@ -839,7 +861,7 @@ def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[An
     from aios.stages import StageError, StageStore
     from aios.state import database_path
 
-    policy, _ = load_or_exit(files)
+    policy = policy_or_exit(files)
     try:
         store = StageStore(database_path(state_dir), create=False)
         if store.current() is None:
