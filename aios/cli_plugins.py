@@ -105,12 +105,10 @@ def _stage_and_health(state_dir: Path | None, policy: Policy | None) -> tuple[st
 
 
 def _mode(policy: Policy | None, name: str) -> str:
-    if policy is None:
-        return "?"
-    section = policy.get("subsystems", name, default=None)
-    if not isinstance(section, Mapping) or section.get("enabled", True) is False:
-        return "OFF"
-    return str(section.get("mode", "OFF"))
+    """The plugin's own mode, or `?` when the policy did not validate."""
+    from aios.model import own_mode
+
+    return "?" if policy is None else own_mode(policy, name).name
 
 
 def _effective(mode: str, stage: str) -> str:

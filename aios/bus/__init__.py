@@ -21,6 +21,7 @@ Redis server and imports `redis` only then.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -126,6 +127,27 @@ class DeadLetter:
     entry_id: str
     reason: str
     raw: Mapping[str, str]
+
+
+def dead_letter_fields(
+    source: str, entry_id: str, group: str, reason: str, raw: Mapping[str, str]
+) -> dict[str, str]:
+    """The dead-letter entry for a malformed one: where it was, who read it, why it was refused
+    and its fields as they were (JSON), so nothing that arrived is lost."""
+    return {
+        "source": source,
+        "entry_id": entry_id,
+        "group": group,
+        "reason": reason,
+        "raw": json.dumps(dict(raw), sort_keys=True),
+    }
+
+
+def read_dead_letter(fields: Mapping[str, str]) -> DeadLetter:
+    """A dead-letter entry, as `dead_letter_fields` wrote it."""
+    return DeadLetter(
+        fields["source"], fields["entry_id"], fields["reason"], json.loads(fields["raw"])
+    )
 
 
 class Bus(Protocol):

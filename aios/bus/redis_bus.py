@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +26,8 @@ from aios.bus import (
     DeadLetter,
     Delivery,
     Sleep,
+    dead_letter_fields,
+    read_dead_letter,
     redacted,
 )
 from aios.bus.events import Event, EventInvalid, decode, encode
@@ -237,13 +238,7 @@ class RedisBus:
     def _dead_letter(
         self, stream: str, group: str, entry_id: str, raw: Mapping[str, str], reason: str
     ) -> None:
-        letter = {
-            "source": stream,
-            "entry_id": entry_id,
-            "group": group,
-            "reason": reason,
-            "raw": json.dumps(dict(raw), sort_keys=True),
-        }
+        letter = dead_letter_fields(stream, entry_id, group, reason, raw)
         source, target = self._stream(stream), self._stream(DEAD_LETTER)
 
         def move(client: Client) -> None:
@@ -429,10 +424,7 @@ class RedisBus:
         return moved
 
     def dead_letters(self) -> list[DeadLetter]:
-        return [
-            DeadLetter(f["source"], f["entry_id"], f["reason"], json.loads(f["raw"]))
-            for _, f in self.entries(DEAD_LETTER)
-        ]
+        return [read_dead_letter(fields) for _, fields in self.entries(DEAD_LETTER)]
 
     # --- hashes, leases, membership ------------------------------------------------------------
 
