@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
@@ -19,6 +20,8 @@ from aios.cli_plugins import plugins_app
 
 if TYPE_CHECKING:
     from aios.policy import Issue, Policy
+
+Loaded = TypeVar("Loaded")
 
 app = typer.Typer(
     name="aios",
@@ -53,26 +56,41 @@ def _root(
     """aios: a declarative policy engine that governs an automated crypto-trading system."""
 
 
-def load_or_exit(files: list[Path] | None) -> tuple[Any, Any]:
-    """The policy and the plugins that make it valid, or every error printed and exit 1."""
-    import os
+def _chosen_files(files: list[Path] | None) -> list[Path]:
+    chosen = list(files) if files else default_policy_files()
+    _check_files(chosen)
+    return chosen
 
-    from aios import app as application
+
+def _or_exit(load: Callable[[], Loaded]) -> Loaded:
+    """`load()`, or every policy error printed (one a line, with where) and exit 1."""
     from aios.policy import PolicyInvalid
     from aios.registry import PluginConflict
 
-    chosen = list(files) if files else default_policy_files()
-    _check_files(chosen)
     try:
-        loaded, plugins = application.load(chosen, env=dict(os.environ))
+        return load()
     except PolicyInvalid as exc:
         for issue in exc.issues:
             typer.echo(str(issue), err=True)
         raise typer.Exit(EXIT_INVALID) from None
     except PluginConflict as exc:
         raise fail(exc) from None
-    for problem in plugins.problems:
+
+
+def _warn_load_problems(problems: Iterable[Any]) -> None:
+    for problem in problems:
         typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+
+
+def load_or_exit(files: list[Path] | None) -> tuple[Any, Any]:
+    """The policy and the plugins that make it valid, or every error printed and exit 1."""
+    import os
+
+    from aios import app as application
+
+    chosen = _chosen_files(files)
+    loaded, plugins = _or_exit(lambda: application.load(chosen, env=dict(os.environ)))
+    _warn_load_problems(plugins.problems)
     return loaded, plugins
 
 
@@ -83,18 +101,10 @@ def policy_or_exit(files: list[Path] | None) -> Any:
     import os
 
     from aios import app as application
-    from aios.policy import PolicyInvalid
 
-    chosen = list(files) if files else default_policy_files()
-    _check_files(chosen)
-    try:
-        loaded, problems = application.check(chosen, env=dict(os.environ))
-    except PolicyInvalid as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    for problem in problems:
-        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    chosen = _chosen_files(files)
+    loaded, problems = _or_exit(lambda: application.check(chosen, env=dict(os.environ)))
+    _warn_load_problems(problems)
     return loaded
 
 
