@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
@@ -52,14 +52,16 @@ METRIC_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 class Finding:
     """One result of `aios plugins check`."""
 
-    severity: str  # error | warning
+    severity: Literal["error", "warning"]
     kind: str  # import, name, contract, hooks, declaration, section, metrics, policy, conflict
     plugin: str
     message: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Loaded:
+    """The plugins as `aios run` loads them, and the policy, or why it did not validate."""
+
     plugins: PluginSet
     policy: Policy | None
     policy_errors: list[str]
