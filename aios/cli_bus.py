@@ -30,8 +30,8 @@ BusOption = Annotated[
     typer.Option(
         "--bus",
         envvar="AIOS_BUS",
-        help="The bus: redis://host:port/db (Redis Streams) or memory:// (in-process). "
-        "Default: the policy's bus.url.",
+        help="The bus: redis://host:port/db (Redis Streams; memory:// is in-process, so not "
+        "for these commands). Default: the policy's bus.url.",
     ),
 ]
 PolicyOption = Annotated[
@@ -64,11 +64,13 @@ def _policy(files: list[Path] | None) -> tuple[Any, Any]:
     return load_or_exit(files)
 
 
-def _open(chosen: str | None, policy: Any, *, shared: bool, name: str | None = None) -> Bus:
+def _open(chosen: str | None, policy: Any, *, name: str | None = None) -> Bus:
+    """The bus every command of this module talks to other processes over: Redis (an
+    in-process bus in a command of its own would only ever be empty)."""
     from aios.bus import BusError, BusSettings, open_bus
 
     url = chosen or str(policy.get("bus", "url", default="redis://127.0.0.1:6379/0"))
-    if shared and url.startswith("memory"):
+    if url.startswith("memory"):
         raise usage_error(
             "an in-process bus is not shared between processes: pass --bus redis://host:port/db"
         )
@@ -77,11 +79,10 @@ def _open(chosen: str | None, policy: Any, *, shared: bool, name: str | None = N
     except ValueError as exc:
         where = "--bus or AIOS_BUS" if chosen else f"bus.url at {policy.origin('bus', 'url')}"
         raise usage_error(f"{exc} (from {where})") from None
-    if not url.startswith("memory"):
-        try:
-            bus.ping()
-        except BusError as exc:  # unreachable, or refused (a database index out of range)
-            raise fail(exc) from None
+    try:
+        bus.ping()
+    except BusError as exc:  # unreachable, or refused (a database index out of range)
+        raise fail(exc) from None
     return bus
 
 
@@ -146,7 +147,7 @@ def worker(
     # Local input first: a bad directory is reported before any wait for Redis.
     series = _series(loaded, data_dir)
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
-    shared = _open(bus, loaded, shared=True, name=f"aios-worker-{name}")
+    shared = _open(bus, loaded, name=f"aios-worker-{name}")
     models = ModelRegistry(database_path(directory))
     service = SignalWorker(
         shared,
@@ -191,7 +192,7 @@ def risk_gate(
     loaded, plugins = _policy(policy)
     series = _series(loaded, data_dir)  # local input first, as for the worker
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
-    shared = _open(bus, loaded, shared=True, name="aios-risk-gate")
+    shared = _open(bus, loaded, name="aios-risk-gate")
     gate = RiskGate(
         shared,
         loaded,
@@ -237,7 +238,7 @@ def rl_agent(
 
     loaded, _ = _policy(policy)
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
-    shared = _open(bus, loaded, shared=False, name="aios-rl-agent")
+    shared = _open(bus, loaded, name="aios-rl-agent")
     service = RlAgentService(shared, loaded, directory, clock=time.time, book=book.value)
     typer.echo(f"aios rl-agent: learning from the {book} book", err=True)
     _run(service)
@@ -256,7 +257,7 @@ def risk_proposals(
     from aios.services.risk_proposals import RiskProposalService
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=False, name="aios-risk-proposals")
+    shared = _open(bus, loaded, name="aios-risk-proposals")
     service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book.value)
     typer.echo(f"aios risk-proposals: watching the {book} book", err=True)
     _run(service)
@@ -269,7 +270,7 @@ def dead_letters(
 ) -> None:
     """List the dead-letter stream: every malformed entry, where it came from and why."""
     loaded, _ = _policy(policy)
-    shared = _open(bus, loaded, shared=False)
+    shared = _open(bus, loaded)
     for letter in shared.dead_letters():
         typer.echo(f"{letter.source} {letter.entry_id}: {letter.reason}")
 

@@ -19,6 +19,12 @@ from aios.cli import app as cli
 from aios.cli_common import write_output
 
 
+def service_app_commands() -> list[str]:
+    from aios.cli_bus import service_app
+
+    return sorted(str(c.name) for c in service_app.registered_commands)
+
+
 def aios(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "AIOS_BUS"}
     return subprocess.run(
@@ -26,10 +32,17 @@ def aios(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_worker_refuses_an_in_process_bus() -> None:
-    result = aios("worker", "--bus", "memory://")
-    assert result.returncode == 2
-    assert "not shared between processes" in result.stderr
+@pytest.mark.parametrize(
+    "command",
+    [["worker"], *(["service", name] for name in service_app_commands())],
+)
+def test_every_bus_command_refuses_an_in_process_bus(command: list[str]) -> None:
+    result = CliRunner().invoke(cli, [*command, "--bus", "memory://"], env={"AIOS_BUS": None})
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "aios: error: an in-process bus is not shared between processes: "
+        "pass --bus redis://host:port/db\n"
+    )
 
 
 def test_an_unreachable_redis_is_a_clear_error(tmp_path: Path) -> None:
