@@ -135,8 +135,6 @@ def list_plugins(
     stage, health = _stage_and_health(state_dir, loaded.policy)
     rows: list[dict[str, Any]] = []
     for name, item in loaded.plugins.plugins.items():
-        if name == "harness_signals":
-            continue
         mode = _mode(loaded.policy, name)
         rows.append(
             {
@@ -280,8 +278,6 @@ def check_plugins(loaded: Loaded) -> list[Finding]:
             declared.setdefault(result.plugin, set()).add(spec.name)
 
     for name, item in plugins.plugins.items():
-        if name == "harness_signals":
-            continue
         hooks = _hooks(plugins, item.plugin)
         if getattr(item.plugin, "aios_contract", None) is None:
             findings.append(
@@ -421,7 +417,7 @@ def check(
             json.dumps(
                 {
                     "ok": not failed,
-                    "plugins": sorted(n for n in loaded.plugins.plugins if n != "harness_signals"),
+                    "plugins": sorted(loaded.plugins.plugins),
                     "findings": [asdict(f) for f in findings],
                 },
                 indent=2,
