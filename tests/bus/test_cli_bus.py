@@ -103,10 +103,28 @@ def test_risk_gate_command_replays_through_a_worker(
         bus.clear()
 
 
-def test_the_cli_starts_without_importing_redis() -> None:
-    probe = "import sys, aios.cli; print(sorted(m for m in ('redis', 'numpy') if m in sys.modules))"
+HEAVY = ("redis", "numpy", "jsonschema", "ccxt", "pluggy")
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["worker", "--help"], ["service", "--help"], ["plugins", "--help"]]
+)
+def test_help_imports_no_heavy_module(args: list[str]) -> None:
+    """`aios --help` (and the bus and plugin commands' help) stays fast: none of the heavy
+    packages is imported until a command runs."""
+    probe = (
+        "import sys\n"
+        "from aios.cli import app\n"
+        "try:\n"
+        f"    app({args!r})\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
-    assert result.stdout.strip() == "[]"
+    assert result.returncode == 0, result.stderr
+    assert "Usage: " in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def invoke(*args: str) -> Result:
