@@ -147,10 +147,10 @@ def worker(
     # Local input first: a bad directory is reported before any wait for Redis.
     series = _series(loaded, data_dir)
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
-    shared = _open(bus, loaded, name=f"aios-worker-{name}")
+    redis_bus = _open(bus, loaded, name=f"aios-worker-{name}")
     models = ModelRegistry(database_path(directory))
     service = SignalWorker(
-        shared,
+        redis_bus,
         loaded,
         plugins,
         series,
@@ -192,9 +192,9 @@ def risk_gate(
     loaded, plugins = _policy(policy)
     series = _series(loaded, data_dir)  # local input first, as for the worker
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
-    shared = _open(bus, loaded, name="aios-risk-gate")
+    redis_bus = _open(bus, loaded, name="aios-risk-gate")
     gate = RiskGate(
-        shared,
+        redis_bus,
         loaded,
         plugins,
         series,
@@ -238,8 +238,8 @@ def rl_agent(
 
     loaded, _ = _policy(policy)
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
-    shared = _open(bus, loaded, name="aios-rl-agent")
-    service = RlAgentService(shared, loaded, directory, clock=time.time, book=book.value)
+    redis_bus = _open(bus, loaded, name="aios-rl-agent")
+    service = RlAgentService(redis_bus, loaded, directory, clock=time.time, book=book.value)
     typer.echo(f"aios rl-agent: learning from the {book} book", err=True)
     _run(service)
 
@@ -257,8 +257,8 @@ def risk_proposals(
     from aios.services.risk_proposals import RiskProposalService
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, name="aios-risk-proposals")
-    service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book.value)
+    redis_bus = _open(bus, loaded, name="aios-risk-proposals")
+    service = RiskProposalService(redis_bus, loaded, plugins, clock=time.time, book=book.value)
     typer.echo(f"aios risk-proposals: watching the {book} book", err=True)
     _run(service)
 
@@ -270,8 +270,8 @@ def dead_letters(
 ) -> None:
     """List the dead-letter stream: every malformed entry, where it came from and why."""
     loaded, _ = _policy(policy)
-    shared = _open(bus, loaded)
-    for letter in shared.dead_letters():
+    redis_bus = _open(bus, loaded)
+    for letter in redis_bus.dead_letters():
         typer.echo(f"{letter.source} {letter.entry_id}: {letter.reason}")
 
 
