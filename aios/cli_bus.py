@@ -67,7 +67,7 @@ def _policy(files: list[Path] | None) -> tuple[Any, Any]:
 def _open(chosen: str | None, policy: Any, *, name: str | None = None) -> Bus:
     """The bus every command of this module talks to other processes over: Redis (an
     in-process bus in a command of its own would only ever be empty)."""
-    from aios.bus import BusError, BusSettings, open_bus
+    from aios.bus import BusError, BusSettings, BusUnavailable, open_bus
 
     url = chosen or str(policy.get("bus", "url", default="redis://127.0.0.1:6379/0"))
     if url.startswith("memory"):
@@ -80,7 +80,16 @@ def _open(chosen: str | None, policy: Any, *, name: str | None = None) -> Bus:
         where = "--bus or AIOS_BUS" if chosen else f"bus.url at {policy.origin('bus', 'url')}"
         raise usage_error(f"{exc} (from {where})") from None
     try:
-        bus.ping()
+        try:
+            bus.ping(attempts=0)
+        except BusUnavailable as exc:  # say so now, not only after every reconnect has failed
+            attempts = bus.settings.reconnect_attempts
+            typer.echo(
+                f"aios: Redis at {exc.where} unreachable ({exc.reason}): "
+                f"retrying up to {attempts} time(s) with backoff (bus.reconnect)",
+                err=True,
+            )
+            bus.ping()
     except BusError as exc:  # unreachable, or refused (a database index out of range)
         raise fail(exc) from None
     return bus

@@ -54,7 +54,13 @@ class BusError(RuntimeError):
 
 
 class BusUnavailable(BusError):
-    """The bus could not be reached after every reconnect attempt."""
+    """The bus could not be reached after every reconnect attempt; `where` is the server (no
+    password), `reason` the last connection error."""
+
+    def __init__(self, message: str, *, where: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -282,8 +288,9 @@ class Bus(Protocol):
 
     def health(self) -> HealthReport: ...
 
-    def ping(self) -> bool:
-        """Reach the bus now (reconnecting with backoff); BusUnavailable when it cannot."""
+    def ping(self, *, attempts: int | None = None) -> bool:
+        """Reach the bus now, reconnecting with backoff up to `attempts` times (default the
+        settings' `reconnect_attempts`); BusUnavailable when it cannot."""
         ...
 
     def clear(self) -> None:

@@ -346,7 +346,7 @@ class InProcessBus:
             },
         )
 
-    def ping(self) -> bool:
+    def ping(self, *, attempts: int | None = None) -> bool:
         return True
 
     def clear(self) -> None:

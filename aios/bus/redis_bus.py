@@ -145,9 +145,10 @@ class RedisBus:
 
     # --- the connection, with backoff --------------------------------------------------------
 
-    def _call(self, operation: Callable[[Client], T]) -> T:
+    def _call(self, operation: Callable[[Client], T], *, attempts: int | None = None) -> T:
         import redis
 
+        allowed = self.settings.reconnect_attempts if attempts is None else attempts
         delay = self.settings.reconnect_initial_s
         attempt = 0
         while True:
@@ -169,10 +170,12 @@ class RedisBus:
                     with contextlib.suppress(redis.RedisError):
                         self._client.close()
                 self._client = None
-                if attempt > self.settings.reconnect_attempts:
+                if attempt > allowed:
                     raise BusUnavailable(
                         f"Redis at {self._where} unreachable after {attempt - 1} reconnect "
-                        f"attempt(s): {self._last_error}"
+                        f"attempt(s): {self._last_error}",
+                        where=self._where,
+                        reason=self._last_error,
                     ) from None
                 self.reconnects += 1
                 self._sleep(delay)
@@ -185,8 +188,8 @@ class RedisBus:
             self._scripts[name] = script
         return script
 
-    def ping(self) -> bool:
-        return bool(self._call(lambda c: c.ping()))
+    def ping(self, *, attempts: int | None = None) -> bool:
+        return bool(self._call(lambda c: c.ping(), attempts=attempts))
 
     # --- streams -------------------------------------------------------------------------------
 
