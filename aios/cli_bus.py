@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from aios.cli_common import fail, make_directory, usage_error, write_output
+from aios.cli_common import fail, make_directory, series_or_exit, usage_error, write_output
 
 if TYPE_CHECKING:
     from aios.bus import Bus
@@ -95,22 +95,6 @@ def _open(chosen: str | None, policy: Any, *, name: str | None = None) -> Bus:
     return bus
 
 
-def _series(policy: Any, data_dir: Path | None) -> dict[str, Any]:
-    from aios.data import DataError, bundled_data_dir
-    from aios.runtime import load_series
-
-    if data_dir is not None and not data_dir.is_dir():
-        raise usage_error(f"--data-dir {data_dir}: no such directory")
-    directory = data_dir or bundled_data_dir()
-    try:
-        series = load_series(directory, policy.get("universe", "symbols"))
-    except DataError as exc:
-        raise fail(exc) from None
-    if not series:
-        raise fail(f"no candle files for the policy's universe in {directory}")
-    return series
-
-
 def _run(service: Any) -> None:
     from aios.bus import BusError
     from aios.services import install_stop_handlers, run_until_stopped
@@ -154,7 +138,7 @@ def worker(
     loaded, plugins = _policy(policy)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     # Local input first: a bad directory is reported before any wait for Redis.
-    series = _series(loaded, data_dir)
+    series = series_or_exit(loaded, data_dir)
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
     redis_bus = _open(bus, loaded, name=f"aios-worker-{name}")
     models = ModelRegistry(database_path(directory))
@@ -199,7 +183,7 @@ def risk_gate(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
-    series = _series(loaded, data_dir)  # local input first, as for the worker
+    series = series_or_exit(loaded, data_dir)  # local input first, as for the worker
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
     redis_bus = _open(bus, loaded, name="aios-risk-gate")
     gate = RiskGate(

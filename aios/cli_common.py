@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -56,3 +57,21 @@ def make_directory(path: Path, what: str) -> Path:
     except OSError as exc:
         raise fail(f"cannot create the {what} {path}: {exc.strerror or exc}") from None
     return path
+
+
+def series_or_exit(policy: Any, data_dir: Path | None) -> dict[str, Any]:
+    """The candles of the policy's universe from `data_dir` (default: the bundled data), or a
+    one-line error: a missing directory exits 2, unreadable or absent candle files exit 1."""
+    from aios.data import DataError, bundled_data_dir
+    from aios.runtime import load_series
+
+    if data_dir is not None and not data_dir.is_dir():
+        raise usage_error(f"--data-dir {data_dir}: no such directory")
+    directory = data_dir or bundled_data_dir()
+    try:
+        series = load_series(directory, policy.get("universe", "symbols"))
+    except DataError as exc:
+        raise fail(exc) from None
+    if not series:
+        raise fail(f"no candle files for the policy's universe in {directory}")
+    return series
