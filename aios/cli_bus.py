@@ -10,6 +10,8 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -95,6 +97,26 @@ def _open(chosen: str | None, policy: Any, *, name: str | None = None) -> Bus:
     return bus
 
 
+@contextmanager
+def _state_store(directory: Path) -> Iterator[None]:
+    """A state store that cannot be used (not a database, locked, read-only) is a one-line
+    error naming it; the file is left as it is."""
+    import sqlite3
+
+    from aios.stages import StageError
+    from aios.state import database_path
+
+    try:
+        yield
+    except StageError as exc:
+        raise fail(exc) from None
+    except sqlite3.Error as exc:
+        where = database_path(directory)
+        raise fail(
+            f"cannot use {where} as a state store: {exc} (the file is left untouched)"
+        ) from None
+
+
 def _run(service: Any) -> None:
     from aios.bus import BusError
     from aios.services import install_stop_handlers, run_until_stopped
@@ -141,7 +163,8 @@ def worker(
     series = series_or_exit(loaded, data_dir)
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
     redis_bus = _open(bus, loaded, name=f"aios-worker-{name}")
-    models = ModelRegistry(database_path(directory))
+    with _state_store(directory):
+        models = ModelRegistry(database_path(directory))
     service = SignalWorker(
         redis_bus,
         loaded,
@@ -186,16 +209,17 @@ def risk_gate(
     series = series_or_exit(loaded, data_dir)  # local input first, as for the worker
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
     redis_bus = _open(bus, loaded, name="aios-risk-gate")
-    gate = RiskGate(
-        redis_bus,
-        loaded,
-        plugins,
-        series,
-        directory,
-        PaperBroker.from_policy,
-        replay_id=replay_id,
-        limit=limit,
-    )
+    with _state_store(directory):
+        gate = RiskGate(
+            redis_bus,
+            loaded,
+            plugins,
+            series,
+            directory,
+            PaperBroker.from_policy,
+            replay_id=replay_id,
+            limit=limit,
+        )
     install_stop_handlers(gate.stop)
     typer.echo(f"aios risk gate: replay {gate.replay_id}, {len(gate.times)} candle times", err=True)
     try:
@@ -232,7 +256,8 @@ def rl_agent(
     loaded, _ = _policy(policy)
     directory = make_directory(resolve_state_dir(state_dir), "state directory")
     redis_bus = _open(bus, loaded, name="aios-rl-agent")
-    service = RlAgentService(redis_bus, loaded, directory, clock=time.time, book=book.value)
+    with _state_store(directory):
+        service = RlAgentService(redis_bus, loaded, directory, clock=time.time, book=book.value)
     typer.echo(f"aios rl-agent: learning from the {book} book", err=True)
     _run(service)
 

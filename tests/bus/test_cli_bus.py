@@ -228,3 +228,27 @@ def test_a_missing_data_directory_is_reported_before_reaching_for_redis(
     result = invoke(*command, "--bus", "redis://127.0.0.1:1/0", "--data-dir", str(empty))
     line = one_line_error(result, 1)
     assert line == f"aios: no candle files for the policy's universe in {empty}"
+
+
+@pytest.mark.parametrize("command", [["worker"], ["service", "rl-agent"], ["service", "risk-gate"]])
+def test_a_state_store_that_is_not_a_database_is_a_one_line_error_and_left_alone(
+    command: list[str], redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    from aios.state import database_path
+
+    extra = overlay(tmp_path, prefix)
+    state = tmp_path / "state"
+    state.mkdir()
+    store = database_path(state)
+    store.write_bytes(b"garbage" * 200)
+    result = invoke(
+        *command, "--bus", redis_url, "-p", str(DEFAULT_POLICY), "-p", str(extra),
+        "--state-dir", str(state),
+    )  # fmt: skip
+    line = one_line_error(result, 1)
+    assert line == (
+        f"aios: cannot use {store} as a state store: file is not a database "
+        "(the file is left untouched)"
+    )
+    assert store.read_bytes() == b"garbage" * 200
+    open_bus(redis_url, BusSettings(prefix=prefix)).clear()
