@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 
 import typer
 
 from aios.cli_bus import register as register_bus_commands
+from aios.cli_common import EXIT_INVALID, EXIT_VALID, OutputFormat, fail, usage_error
 from aios.cli_plugins import plugins_app
 from aios.cli_venue import venue_app
 
 if TYPE_CHECKING:
     from aios.policy import Issue, Policy
+
+Loaded = TypeVar("Loaded")
 
 app = typer.Typer(
     name="aios",
@@ -29,13 +32,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     add_completion=False,
 )
-
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def _version_callback(value: bool) -> None:
@@ -61,15 +57,30 @@ def _root(
     """aios: a declarative policy engine that governs an automated crypto-trading system."""
 
 
-def usage_error(message: str) -> typer.Exit:
-    typer.echo(f"aios: error: {message}", err=True)
-    return typer.Exit(EXIT_USAGE)
+def _chosen_files(files: list[Path] | None) -> list[Path]:
+    chosen = list(files) if files else default_policy_files()
+    _check_files(chosen)
+    return chosen
 
 
-def fail(message: object) -> typer.Exit:
-    """Print `aios: <message>` to stderr; the caller raises the returned exit (status 1)."""
-    typer.echo(f"aios: {message}", err=True)
-    return typer.Exit(EXIT_INVALID)
+def _or_exit(load: Callable[[], Loaded]) -> Loaded:
+    """`load()`, or every policy error printed (one a line, with where) and exit 1."""
+    from aios.policy import PolicyInvalid
+    from aios.registry import PluginConflict
+
+    try:
+        return load()
+    except PolicyInvalid as exc:
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    except PluginConflict as exc:
+        raise fail(exc) from None
+
+
+def _warn_load_problems(problems: Iterable[Any]) -> None:
+    for problem in problems:
+        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
 
 
 def load_or_exit(files: list[Path] | None) -> tuple[Any, Any]:
@@ -77,22 +88,25 @@ def load_or_exit(files: list[Path] | None) -> tuple[Any, Any]:
     import os
 
     from aios import app as application
-    from aios.policy import PolicyInvalid
-    from aios.registry import PluginConflict
 
-    chosen = list(files) if files else default_policy_files()
-    _check_files(chosen)
-    try:
-        loaded, plugins = application.load(chosen, env=dict(os.environ))
-    except PolicyInvalid as exc:
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(EXIT_INVALID) from None
-    except PluginConflict as exc:
-        raise fail(exc) from None
-    for problem in plugins.problems:
-        typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
+    chosen = _chosen_files(files)
+    loaded, plugins = _or_exit(lambda: application.load(chosen, env=dict(os.environ)))
+    _warn_load_problems(plugins.problems)
     return loaded, plugins
+
+
+def policy_or_exit(files: list[Path] | None) -> Any:
+    """The policy `load_or_exit` would return, for commands that read it but run no plugin (the
+    stage commands): from the plugin declaration cache when it is fresh (aios/plugin_cache.py),
+    so no plugin is imported; a miss loads the plugins once and refreshes the cache."""
+    import os
+
+    from aios import app as application
+
+    chosen = _chosen_files(files)
+    loaded, problems = _or_exit(lambda: application.check(chosen, env=dict(os.environ)))
+    _warn_load_problems(problems)
+    return loaded
 
 
 def default_policy_files() -> list[Path]:
@@ -237,7 +251,10 @@ def schema(
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
         typer.echo(f"wrote {output}", err=True)
 
 
@@ -877,7 +894,7 @@ def _stage_context(files: list[Path] | None, state_dir: Path | None) -> tuple[An
     from aios.stages import StageError, StageStore
     from aios.state import database_path
 
-    policy, _ = load_or_exit(files)
+    policy = policy_or_exit(files)
     try:
         store = StageStore(database_path(state_dir), create=False)
         if store.current() is None:

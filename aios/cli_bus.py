@@ -10,10 +10,15 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+
+from aios.cli_common import fail, make_directory, series_or_exit, usage_error, write_output
 
 if TYPE_CHECKING:
     from aios.bus import Bus
@@ -27,8 +32,8 @@ BusOption = Annotated[
     typer.Option(
         "--bus",
         envvar="AIOS_BUS",
-        help="The bus: redis://host:port/db (Redis Streams) or memory:// (in-process). "
-        "Default: the policy's bus.url.",
+        help="The bus: redis://host:port/db (Redis Streams; memory:// is in-process, so not "
+        "for these commands). Default: the policy's bus.url.",
     ),
 ]
 PolicyOption = Annotated[
@@ -47,51 +52,73 @@ StateOption = Annotated[
 ]
 
 
+class Book(StrEnum):
+    """The two books a run keeps (aios.runtime.BOOKS): what was traded, and what the plugins'
+    proposals would have traded."""
+
+    actual = "actual"
+    shadow = "shadow"
+
+
 def _policy(files: list[Path] | None) -> tuple[Any, Any]:
     from aios.cli import load_or_exit
 
     return load_or_exit(files)
 
 
-def _open(chosen: str | None, policy: Any, *, shared: bool, name: str | None = None) -> Bus:
-    from aios.bus import BusSettings, BusUnavailable, open_bus
-    from aios.cli import fail, usage_error
+def _open(chosen: str | None, policy: Any, *, name: str | None = None) -> Bus:
+    """The bus every command of this module talks to other processes over: Redis (an
+    in-process bus in a command of its own would only ever be empty)."""
+    from aios.bus import BusError, BusSettings, BusUnavailable, open_bus
 
     url = chosen or str(policy.get("bus", "url", default="redis://127.0.0.1:6379/0"))
-    if shared and url.startswith("memory"):
+    if url.startswith("memory"):
         raise usage_error(
             "an in-process bus is not shared between processes: pass --bus redis://host:port/db"
         )
     try:
         bus = open_bus(url, BusSettings.from_policy(policy), client_name=name)
     except ValueError as exc:
-        raise usage_error(str(exc)) from None
-    if not url.startswith("memory"):
+        where = "--bus or AIOS_BUS" if chosen else f"bus.url at {policy.origin('bus', 'url')}"
+        raise usage_error(f"{exc} (from {where})") from None
+    try:
         try:
+            bus.ping(attempts=0)
+        except BusUnavailable as exc:  # say so now, not only after every reconnect has failed
+            attempts = bus.settings.reconnect_attempts
+            typer.echo(
+                f"aios: Redis at {exc.where} unreachable ({exc.reason}): "
+                f"retrying up to {attempts} time(s) with backoff (bus.reconnect)",
+                err=True,
+            )
             bus.ping()
-        except BusUnavailable as exc:
-            raise fail(exc) from None
+    except BusError as exc:  # unreachable, or refused (a database index out of range)
+        raise fail(exc) from None
     return bus
 
 
-def _series(policy: Any, data_dir: Path | None) -> dict[str, Any]:
-    from aios.cli import fail
-    from aios.data import DataError, bundled_data_dir
-    from aios.runtime import load_series
+@contextmanager
+def _state_store(directory: Path) -> Iterator[None]:
+    """A state store that cannot be used (not a database, locked, read-only) is a one-line
+    error naming it; the file is left as it is."""
+    import sqlite3
 
-    directory = data_dir or bundled_data_dir()
+    from aios.stages import StageError
+    from aios.state import database_path
+
     try:
-        series = load_series(directory, policy.get("universe", "symbols"))
-    except DataError as exc:
+        yield
+    except StageError as exc:
         raise fail(exc) from None
-    if not series:
-        raise fail(f"no candle files for the policy's universe in {directory}")
-    return series
+    except sqlite3.Error as exc:
+        where = database_path(directory)
+        raise fail(
+            f"cannot use {where} as a state store: {exc} (the file is left untouched)"
+        ) from None
 
 
 def _run(service: Any) -> None:
     from aios.bus import BusError
-    from aios.cli import fail
     from aios.services import install_stop_handlers, run_until_stopped
 
     install_stop_handlers(service.stop)
@@ -132,15 +159,17 @@ def worker(
 
     loaded, plugins = _policy(policy)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
-    shared = _open(bus, loaded, shared=True, name=f"aios-worker-{name}")
-    database = database_path(resolve_state_dir(state_dir))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    models = ModelRegistry(database)
+    # Local input first: a bad directory is reported before any wait for Redis.
+    series = series_or_exit(loaded, data_dir)
+    directory = make_directory(resolve_state_dir(state_dir), "state directory")
+    redis_bus = _open(bus, loaded, name=f"aios-worker-{name}")
+    with _state_store(directory):
+        models = ModelRegistry(database_path(directory))
     service = SignalWorker(
-        shared,
+        redis_bus,
         loaded,
         plugins,
-        _series(loaded, data_dir),
+        series,
         name,
         clock=time.time,
         models=models,
@@ -171,24 +200,26 @@ def risk_gate(
     """Replay the data through workers on the bus: feed them, decide each candle time once
     every symbol has reported it, trade both books, publish intents, fills and closed trades."""
     from aios.bus import BusError
-    from aios.cli import fail
     from aios.exchange.paper import PaperBroker
     from aios.services import install_stop_handlers
     from aios.services.risk_gate import RiskGate
     from aios.state import state_dir as resolve_state_dir
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=True, name="aios-risk-gate")
-    gate = RiskGate(
-        shared,
-        loaded,
-        plugins,
-        _series(loaded, data_dir),
-        resolve_state_dir(state_dir),
-        PaperBroker.from_policy,
-        replay_id=replay_id,
-        limit=limit,
-    )
+    series = series_or_exit(loaded, data_dir)  # local input first, as for the worker
+    directory = make_directory(resolve_state_dir(state_dir), "state directory")
+    redis_bus = _open(bus, loaded, name="aios-risk-gate")
+    with _state_store(directory):
+        gate = RiskGate(
+            redis_bus,
+            loaded,
+            plugins,
+            series,
+            directory,
+            PaperBroker.from_policy,
+            replay_id=replay_id,
+            limit=limit,
+        )
     install_stop_handlers(gate.stop)
     typer.echo(f"aios risk gate: replay {gate.replay_id}, {len(gate.times)} candle times", err=True)
     try:
@@ -200,11 +231,7 @@ def risk_gate(
     data = report.to_dict(with_curve=False)
     data["replay_id"] = gate.replay_id
     data["decided"] = gate.decided
-    text = json.dumps(data, indent=2, sort_keys=True)
-    if json_out is None or str(json_out) == "-":
-        typer.echo(text)
-    else:
-        json_out.write_text(text + "\n", encoding="utf-8")
+    write_output(json.dumps(data, indent=2, sort_keys=True), json_out)
     if not gate.finished:
         typer.echo(f"aios risk gate: interrupted after {gate.decided} candle time(s)", err=True)
         sys.exit(130)
@@ -215,7 +242,9 @@ def rl_agent(
     bus: BusOption = None,
     policy: PolicyOption = None,
     state_dir: StateOption = None,
-    book: Annotated[str, typer.Option(help="Which book's closed trades to learn from.")] = "shadow",
+    book: Annotated[
+        Book, typer.Option(help="Which book's closed trades to learn from.")
+    ] = Book.shadow,
 ) -> None:
     """Learn from closed trades: publish each reward (pnl_pct / 100) on rl_rewards, update the
     sizing values, persist them, publish statistics every bus.stats_interval_s; until SIGTERM."""
@@ -225,10 +254,10 @@ def rl_agent(
     from aios.state import state_dir as resolve_state_dir
 
     loaded, _ = _policy(policy)
-    shared = _open(bus, loaded, shared=False, name="aios-rl-agent")
-    service = RlAgentService(
-        shared, loaded, resolve_state_dir(state_dir), clock=time.time, book=book
-    )
+    directory = make_directory(resolve_state_dir(state_dir), "state directory")
+    redis_bus = _open(bus, loaded, name="aios-rl-agent")
+    with _state_store(directory):
+        service = RlAgentService(redis_bus, loaded, directory, clock=time.time, book=book.value)
     typer.echo(f"aios rl-agent: learning from the {book} book", err=True)
     _run(service)
 
@@ -237,7 +266,7 @@ def rl_agent(
 def risk_proposals(
     bus: BusOption = None,
     policy: PolicyOption = None,
-    book: Annotated[str, typer.Option(help="Which book's open positions to watch.")] = "actual",
+    book: Annotated[Book, typer.Option(help="Which book's open positions to watch.")] = Book.actual,
 ) -> None:
     """Publish regime-weighted SL/TP/trailing proposals for every open position, every
     bus.risk_proposals_interval_s, on risk.proposals:<SYMBOL>. Calculation only; until SIGTERM."""
@@ -246,8 +275,8 @@ def risk_proposals(
     from aios.services.risk_proposals import RiskProposalService
 
     loaded, plugins = _policy(policy)
-    shared = _open(bus, loaded, shared=False, name="aios-risk-proposals")
-    service = RiskProposalService(shared, loaded, plugins, clock=time.time, book=book)
+    redis_bus = _open(bus, loaded, name="aios-risk-proposals")
+    service = RiskProposalService(redis_bus, loaded, plugins, clock=time.time, book=book.value)
     typer.echo(f"aios risk-proposals: watching the {book} book", err=True)
     _run(service)
 
@@ -259,8 +288,8 @@ def dead_letters(
 ) -> None:
     """List the dead-letter stream: every malformed entry, where it came from and why."""
     loaded, _ = _policy(policy)
-    shared = _open(bus, loaded, shared=False)
-    for letter in shared.dead_letters():
+    redis_bus = _open(bus, loaded)
+    for letter in redis_bus.dead_letters():
         typer.echo(f"{letter.source} {letter.entry_id}: {letter.reason}")
 
 

@@ -14,11 +14,12 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
+
+from aios.cli_common import EXIT_INVALID, EXIT_VALID, OutputFormat, fail, usage_error
 
 if TYPE_CHECKING:
     from aios.policy import Policy
@@ -30,14 +31,6 @@ plugins_app = typer.Typer(
     no_args_is_help=True,
 )
 
-EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2  # as aios.cli (imported lazily: it imports us)
-
-
-class OutputFormat(StrEnum):
-    text = "text"
-    json = "json"
-
-
 StateDirOption = Annotated[
     Optional[Path],  # noqa: UP045
     typer.Option("--state-dir", help="State directory (default: $AIOS_STATE_DIR, else ./state)."),
@@ -48,6 +41,9 @@ PolicyOption = Annotated[
         "--policy", "-p", help="Policy file(s), merged in order. Default: the bundled default."
     ),
 ]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", help="text for people, json for tools.")
+]
 COMMON_KEYS = ("enabled", "mode", "on_error")
 METRIC_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -56,14 +52,16 @@ METRIC_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 class Finding:
     """One result of `aios plugins check`."""
 
-    severity: str  # error | warning
+    severity: Literal["error", "warning"]
     kind: str  # import, name, contract, hooks, declaration, section, metrics, policy, conflict
     plugin: str
     message: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class Loaded:
+    """The plugins as `aios run` loads them, and the policy, or why it did not validate."""
+
     plugins: PluginSet
     policy: Policy | None
     policy_errors: list[str]
@@ -89,8 +87,7 @@ def _load(files: list[Path]) -> Loaded:
     except PolicyInvalid as exc:
         return Loaded(discover(), None, [str(issue) for issue in exc.errors])
     except PluginConflict as exc:
-        typer.echo(f"aios: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(exc) from None
 
 
 def _hooks(plugins: PluginSet, plugin: Any) -> list[str]:
@@ -110,12 +107,10 @@ def _stage_and_health(state_dir: Path | None, policy: Policy | None) -> tuple[st
 
 
 def _mode(policy: Policy | None, name: str) -> str:
-    if policy is None:
-        return "?"
-    section = policy.get("subsystems", name, default=None)
-    if not isinstance(section, Mapping) or section.get("enabled", True) is False:
-        return "OFF"
-    return str(section.get("mode", "OFF"))
+    """The plugin's own mode, or `?` when the policy did not validate."""
+    from aios.model import own_mode
+
+    return "?" if policy is None else own_mode(policy, name).name
 
 
 def _effective(mode: str, stage: str) -> str:
@@ -130,19 +125,16 @@ def _effective(mode: str, stage: str) -> str:
 @plugins_app.command("list")
 def list_plugins(
     policy: PolicyOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="text for people, json for tools.")
-    ] = OutputFormat.text,
+    output_format: FormatOption = OutputFormat.text,
     state_dir: StateDirOption = None,
 ) -> None:
     """Every plugin found: name, version, source, hooks, mode (and effective mode at the current
-    stage), health (from the latest run, or why it was not loaded)."""
+    stage), health (from the latest run, or why it was not loaded). Exit 1 when the policy does
+    not validate (its errors on stderr, the plugins still listed)."""
     loaded = _load(_files(policy))
     stage, health = _stage_and_health(state_dir, loaded.policy)
     rows: list[dict[str, Any]] = []
     for name, item in loaded.plugins.plugins.items():
-        if name == "harness_signals":
-            continue
         mode = _mode(loaded.policy, name)
         rows.append(
             {
@@ -180,7 +172,8 @@ def list_plugins(
         _print_table(rows, stage)
         for error in loaded.policy_errors:
             typer.echo(f"aios: policy: {error}", err=True)
-    raise typer.Exit(EXIT_VALID)
+    # The plugins are listed either way; a policy that does not validate is still bad input.
+    raise typer.Exit(EXIT_INVALID if loaded.policy_errors else EXIT_VALID)
 
 
 def _print_table(rows: list[dict[str, Any]], stage: str) -> None:
@@ -285,8 +278,6 @@ def check_plugins(loaded: Loaded) -> list[Finding]:
             declared.setdefault(result.plugin, set()).add(spec.name)
 
     for name, item in plugins.plugins.items():
-        if name == "harness_signals":
-            continue
         hooks = _hooks(plugins, item.plugin)
         if getattr(item.plugin, "aios_contract", None) is None:
             findings.append(
@@ -412,9 +403,7 @@ def _probe_metrics(loaded: Loaded, declared: dict[str, set[str]]) -> list[Findin
 @plugins_app.command("check")
 def check(
     policy: PolicyOption = None,
-    output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="text for people, json for tools.")
-    ] = OutputFormat.text,
+    output_format: FormatOption = OutputFormat.text,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings fail the check too.")] = False,
 ) -> None:
     """Check every installed plugin, for CI. Exit 0 sound, 1 problems, 2 usage error."""
@@ -428,7 +417,7 @@ def check(
             json.dumps(
                 {
                     "ok": not failed,
-                    "plugins": sorted(n for n in loaded.plugins.plugins if n != "harness_signals"),
+                    "plugins": sorted(loaded.plugins.plugins),
                     "findings": [asdict(f) for f in findings],
                 },
                 indent=2,
@@ -463,8 +452,7 @@ def new(
     try:
         names, target, written = create(name, directory)
     except ScaffoldError as exc:
-        typer.echo(f"aios: error: {exc}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        raise usage_error(str(exc)) from None
     for path in written:
         typer.echo(f"created {path}")
     typer.echo(

@@ -51,6 +51,19 @@ def effective_mode(subsystem_mode: Mode, stage: Stage) -> Mode:
     return min(subsystem_mode, STAGE_CAP[stage])
 
 
+def own_mode(policy: Policy, subsystem: str) -> Mode:
+    """A subsystem's mode from the policy: OFF when it is disabled, not configured or names no
+    mode (installing a plugin never changes trading by itself). The one reading for the
+    services, `aios plugins list` and anything else outside the engine."""
+    section = policy.get("subsystems", subsystem, default=None)
+    if not isinstance(section, Mapping) or section.get("enabled", True) is False:
+        return Mode.OFF
+    try:
+        return Mode[str(section.get("mode"))]
+    except KeyError:
+        return Mode.OFF
+
+
 class RiskMode(StrEnum):
     NORMAL = "NORMAL"
     OPTIMISTIC = "OPTIMISTIC"

@@ -195,16 +195,25 @@ class PolicyWatcher:
 
         directories = sorted({str(p.resolve().parent) for p in self.source.paths})
         self.poll(self._stop.wait)
-        for _changes in watch(
-            *directories,
-            stop_event=self._stop,
-            debounce=DEBOUNCE_MS,
-            step=STEP_MS,
-            rust_timeout=STAMP_CHECK_MS,
-            yield_on_timeout=True,
-            recursive=False,  # the files' own directories: not a state database below them
-        ):
-            self.poll(self._stop.wait)
+        try:
+            for _changes in watch(
+                *directories,
+                stop_event=self._stop,
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                rust_timeout=STAMP_CHECK_MS,
+                yield_on_timeout=True,
+                recursive=False,  # the files' own directories: not a state database below them
+            ):
+                self.poll(self._stop.wait)
+        except Exception as exc:  # a directory removed, the OS out of watches: say so, once
+            message = (
+                f"the policy watch stopped ({type(exc).__name__}: {exc}): edits are not "
+                "reloaded until aios restarts; the running policy stays"
+            )
+            with self._lock:
+                self._results.append(ReloadResult(datetime.now(UTC), False, None, (message,)))
+            self.changed.set()
 
     def stop(self) -> None:
         self._stop.set()

@@ -171,6 +171,13 @@ def test_schema_prints_the_composed_schema() -> None:
     assert json.loads(output) == compose_schema()
 
 
+def test_schema_to_a_path_that_cannot_be_written_is_a_one_line_error(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "schema.json"
+    result = CliRunner().invoke(app, ["schema", "--output", str(target)])
+    assert result.exit_code == 1
+    assert result.output == f"aios: cannot write {target}: No such file or directory\n"
+
+
 def test_committed_policy_reference_is_current() -> None:
     committed = (REPO / "docs" / "policy-reference.md").read_text(encoding="utf-8")
     assert committed == render_reference(compose_schema()), (

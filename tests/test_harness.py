@@ -114,3 +114,18 @@ def test_the_stage_caps_the_mode(aios_harness: Factory) -> None:
     )
     assert len(result.orders) == 1 and result.shadow_orders == ()
     assert [(r.mode, r.outcome) for r in result.proposals("gate")] == [("OBSERVE", "observed")]
+
+
+def test_the_shared_mode_reading_agrees_with_the_engine(aios_harness: Factory) -> None:
+    """aios.model.own_mode (services, `aios plugins list`) reads modes as the engine does."""
+    from aios.model import own_mode
+
+    harness = aios_harness(
+        [Gate()],
+        "subsystems:\n  coordinator: {enabled: false, mode: ENFORCED}\n"
+        "  universe_os: {mode: OBSERVE}\n  gate: {mode: ADVISORY}\n",
+    )
+    names = ["coordinator", "universe_os", "gate", "signal_model", "not_configured"]
+    expected = [harness.engine.own_mode(name) for name in names]
+    assert [own_mode(harness.policy, name) for name in names] == expected
+    assert expected[:3] == [Mode.OFF, Mode.OBSERVE, Mode.ADVISORY] and expected[4] is Mode.OFF

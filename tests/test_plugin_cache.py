@@ -293,3 +293,51 @@ def test_a_section_json_would_not_give_back_is_not_cached(cache_dir: Path, tmp_p
     finally:
         sys.path.remove(str(site))
         sys.modules.pop("acme_guard", None)
+
+
+def test_stage_commands_read_the_policy_from_the_cache_without_importing_a_plugin(
+    acme_on_path: Path, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aios.cli import app as cli
+    from aios.stages import StageStore
+    from aios.state import database_path
+
+    overlay = write(tmp_path, "acme.yaml", OVERLAY)
+    loaded, _plugins = app.load([DEFAULT, overlay], env={})
+    state = tmp_path / "state"
+    state.mkdir()
+    store = StageStore(database_path(state), create=True)
+    store.ensure(loaded)
+    expected = store.status(loaded)  # the guards of the policy a full load gives
+    store.close()
+    policy_args = ["-p", str(DEFAULT), "-p", str(overlay), "--state-dir", str(state)]
+    app.check([DEFAULT, overlay], env={})  # a miss: writes the cache
+    monkeypatch.setattr("aios.registry.discover", no_discovery)
+    status = CliRunner().invoke(cli, ["stage", "status", "--format", "json", *policy_args])
+    assert status.exit_code == 0, status.output
+    shown = json.loads(status.stdout)
+    assert (shown["stage"], shown["next"]) == (expected["stage"], expected["next"])
+    required = [(g["name"], g["required"]) for g in shown["guards"]]  # actuals follow the clock
+    assert required == [(g["name"], g["required"]) for g in expected["guards"]] and required
+    promote = CliRunner().invoke(cli, ["stage", "promote", "--reason", "early", *policy_args])
+    assert promote.exit_code == 1  # refused on its guards, not on a plugin import
+    assert "min_decisions: required >= 500, actual 0" in promote.stderr
+
+
+def test_stage_commands_report_an_invalid_policy_like_a_full_load(
+    cache_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from aios.cli import app as cli
+
+    overlay = write(tmp_path, "bad.yaml", "subsystems:\n  acme_guard:\n    mode: OBSERVE\n")
+    result = CliRunner().invoke(
+        cli,
+        ["stage", "status", "-p", str(DEFAULT), "-p", str(overlay), "--state-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 1
+    assert f"{overlay}:2:3: subsystems.acme_guard: unknown key" in result.stderr
+    assert "Traceback" not in result.output

@@ -140,7 +140,11 @@ def messages(report: dict[str, object], plugin: str) -> list[str]:
 def test_the_built_in_plugins_pass_the_check() -> None:
     result = CliRunner().invoke(cli, ["plugins", "check", "--strict"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip().endswith("13 plugins loaded: 0 errors, 0 warnings")
+    from aios.registry import discover
+
+    built_in = len(discover().plugins)  # every one of pyproject's entry points
+    assert built_in >= 13
+    assert result.output.strip().endswith(f"{built_in} plugins loaded: 0 errors, 0 warnings")
 
 
 def test_each_problem_is_reported_with_the_plugin_and_exit_status_1(
@@ -192,6 +196,21 @@ def test_a_missing_policy_file_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["plugins", "check", "-p", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert f"no such file: {tmp_path / 'nope.yaml'}" in result.output
+
+
+def test_list_with_an_invalid_policy_lists_the_plugins_and_exits_1(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 1\nbus: [\n")
+    result = CliRunner().invoke(cli, ["plugins", "list", "-p", str(broken), "--format", "json"])
+    assert result.exit_code == 1
+    listing = json.loads(result.stdout)
+    assert "coordinator" in {row["name"] for row in listing["plugins"]}
+    [error] = listing["policy_errors"]
+    assert error.startswith(f"{broken}:3:1: (root): YAML syntax")
+    text = CliRunner().invoke(cli, ["plugins", "list", "-p", str(broken)])
+    assert text.exit_code == 1
+    assert f"aios: policy: {broken}:3:1:" in text.stderr
+    assert "Traceback" not in text.output
 
 
 def test_list_shows_version_source_hooks_mode_and_health(

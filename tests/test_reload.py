@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from aios import app as application
 from aios.data import bundled_data_dir
 from aios.exchange.paper import PaperBroker
@@ -254,3 +256,28 @@ def test_an_unexpected_error_while_loading_is_a_failed_reload_not_a_dead_watcher
     assert result is not None and not result.ok
     assert result.errors == ("the policy could not be loaded: RuntimeError: disk on fire",)
     assert watcher.take() == (None, [result])
+
+
+def test_a_watch_that_fails_is_reported_and_the_policy_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher, _overlay, _loaded = light_setup(tmp_path)
+
+    def broken_watch(*directories: str, **options: object) -> object:
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr("watchfiles.watch", broken_watch)
+    watcher.changed.clear()  # set by the set-up's own load
+    watcher.start()
+    try:
+        assert watcher.changed.wait(timeout=20), "the failure was not reported"
+        policy, results = watcher.take()
+    finally:
+        watcher.stop()
+    assert policy is None  # nothing replaces the running policy
+    [result] = results
+    assert not result.ok
+    assert result.errors == (
+        "the policy watch stopped (OSError: [Errno 28] inotify watch limit reached): edits are "
+        "not reloaded until aios restarts; the running policy stays",
+    )

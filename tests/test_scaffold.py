@@ -50,6 +50,31 @@ def test_a_bad_name_is_refused_with_a_clear_error_and_nothing_written(
     assert not target.exists()
 
 
+def test_every_built_in_subsystem_name_and_the_engine_s_names_are_refused() -> None:
+    from aios.policy.schema import core_schema
+    from aios.scaffold import ScaffoldError, check_name
+
+    built_in = set(core_schema()["properties"]["subsystems"]["properties"])
+    assert {"coordinator", "retraining"} <= built_in
+    for name in sorted(built_in | {"engine", "safety", "harness_signals"}):
+        with pytest.raises(ScaffoldError, match=f"plugin name '{name}' is taken by aios itself"):
+            check_name(name)
+
+
+def test_a_directory_that_is_a_file_or_cannot_be_made_is_a_one_line_error(tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.write_text("keep me")
+    result = CliRunner().invoke(cli, ["plugins", "new", "guard", "--directory", str(occupied)])
+    assert result.exit_code == 2
+    assert result.output == f"aios: error: {occupied} exists and is not a directory\n"
+    below_a_file = occupied / "pkg"
+    result = CliRunner().invoke(cli, ["plugins", "new", "guard", "--directory", str(below_a_file)])
+    assert result.exit_code == 2
+    assert result.output.startswith("aios: error: cannot write ")
+    assert len(result.output.splitlines()) == 1
+    assert occupied.read_text() == "keep me"
+
+
 def test_an_existing_non_empty_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
     (tmp_path / "mine.txt").write_text("keep me")
     result = CliRunner().invoke(cli, ["plugins", "new", "guard", "--directory", str(tmp_path)])

@@ -21,6 +21,7 @@ Redis server and imports `redis` only then.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,7 +54,13 @@ class BusError(RuntimeError):
 
 
 class BusUnavailable(BusError):
-    """The bus could not be reached after every reconnect attempt."""
+    """The bus could not be reached after every reconnect attempt; `where` is the server (no
+    password), `reason` the last connection error."""
+
+    def __init__(self, message: str, *, where: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,27 @@ class DeadLetter:
     entry_id: str
     reason: str
     raw: Mapping[str, str]
+
+
+def dead_letter_fields(
+    source: str, entry_id: str, group: str, reason: str, raw: Mapping[str, str]
+) -> dict[str, str]:
+    """The dead-letter entry for a malformed one: where it was, who read it, why it was refused
+    and its fields as they were (JSON), so nothing that arrived is lost."""
+    return {
+        "source": source,
+        "entry_id": entry_id,
+        "group": group,
+        "reason": reason,
+        "raw": json.dumps(dict(raw), sort_keys=True),
+    }
+
+
+def read_dead_letter(fields: Mapping[str, str]) -> DeadLetter:
+    """A dead-letter entry, as `dead_letter_fields` wrote it."""
+    return DeadLetter(
+        fields["source"], fields["entry_id"], fields["reason"], json.loads(fields["raw"])
+    )
 
 
 class Bus(Protocol):
@@ -260,8 +288,9 @@ class Bus(Protocol):
 
     def health(self) -> HealthReport: ...
 
-    def ping(self) -> bool:
-        """Reach the bus now (reconnecting with backoff); BusUnavailable when it cannot."""
+    def ping(self, *, attempts: int | None = None) -> bool:
+        """Reach the bus now, reconnecting with backoff up to `attempts` times (default the
+        settings' `reconnect_attempts`); BusUnavailable when it cannot."""
         ...
 
     def clear(self) -> None:
@@ -273,6 +302,33 @@ class Bus(Protocol):
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
+
+
+def redacted(url: str) -> str:
+    """The URL without its user and password (what error messages and health reports show)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis URL that redis-py would misread: it raises a bare ValueError for a port
+    that is not a number when it first connects, and silently uses database 0 for a database
+    that is not one."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    shown = redacted(url)
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        raise ValueError(f"bad bus URL {shown!r}: the port is not a number (0 to 65535)") from None
+    if parts.scheme in ("redis", "rediss"):
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError(
+                f"bad bus URL {shown!r}: the database {database!r} is not a number "
+                "(redis://host:port/db, db 0 to 15 by default)"
+            )
 
 
 def open_bus(
@@ -293,8 +349,10 @@ def open_bus(
     if url.startswith(("redis://", "rediss://", "unix://")):
         from aios.bus.redis_bus import RedisBus
 
+        check_redis_url(url)
+
         return RedisBus.from_url(url, chosen, clock=clock, sleep=sleep, client_name=client_name)
-    raise ValueError(f"unknown bus {url!r}: use memory:// or redis://host:port/db")
+    raise ValueError(f"unknown bus {redacted(url)!r}: use memory:// or redis://host:port/db")
 
 
 __all__ = [

@@ -9,13 +9,21 @@ idempotency keys and trimming to about `maxlen` behave as on Redis. Thread-safe:
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aios.bus import DEAD_LETTER, BusError, BusSettings, Clock, DeadLetter, Delivery
+from aios.bus import (
+    DEAD_LETTER,
+    BusError,
+    BusSettings,
+    Clock,
+    DeadLetter,
+    Delivery,
+    dead_letter_fields,
+    read_dead_letter,
+)
 from aios.bus.events import Event, EventInvalid, decode, encode
 from aios.model import HealthReport, HealthStatus
 
@@ -93,13 +101,7 @@ class InProcessBus:
         try:
             item = decode(fields)
         except EventInvalid as exc:
-            letter = {
-                "source": stream,
-                "entry_id": self._id(sequence),
-                "group": group,
-                "reason": exc.reason,
-                "raw": json.dumps(dict(fields), sort_keys=True),
-            }
+            letter = dead_letter_fields(stream, self._id(sequence), group, exc.reason, fields)
             self._append(DEAD_LETTER, letter)
             self._get(stream).groups[group].pending.pop(sequence, None)
             self.dead_lettered += 1
@@ -290,10 +292,7 @@ class InProcessBus:
             return moved
 
     def dead_letters(self) -> list[DeadLetter]:
-        return [
-            DeadLetter(f["source"], f["entry_id"], f["reason"], json.loads(f["raw"]))
-            for _, f in self.entries(DEAD_LETTER)
-        ]
+        return [read_dead_letter(fields) for _, fields in self.entries(DEAD_LETTER)]
 
     def write_hash(self, name: str, values: Mapping[str, str]) -> None:
         with self._lock:
@@ -347,7 +346,7 @@ class InProcessBus:
             },
         )
 
-    def ping(self) -> bool:
+    def ping(self, *, attempts: int | None = None) -> bool:
         return True
 
     def clear(self) -> None:

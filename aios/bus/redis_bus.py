@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +26,9 @@ from aios.bus import (
     DeadLetter,
     Delivery,
     Sleep,
+    dead_letter_fields,
+    read_dead_letter,
+    redacted,
 )
 from aios.bus.events import Event, EventInvalid, decode, encode
 from aios.model import HealthReport, HealthStatus
@@ -138,14 +140,15 @@ class RedisBus:
                 client_name=client_name,
             )
 
-        where = url.split("@")[-1]  # never a password in a health report
+        where = redacted(url)  # never a password in a health report
         return cls(factory, settings, clock=clock, sleep=sleep, where=where)
 
     # --- the connection, with backoff --------------------------------------------------------
 
-    def _call(self, operation: Callable[[Client], T]) -> T:
+    def _call(self, operation: Callable[[Client], T], *, attempts: int | None = None) -> T:
         import redis
 
+        allowed = self.settings.reconnect_attempts if attempts is None else attempts
         delay = self.settings.reconnect_initial_s
         attempt = 0
         while True:
@@ -167,10 +170,12 @@ class RedisBus:
                     with contextlib.suppress(redis.RedisError):
                         self._client.close()
                 self._client = None
-                if attempt > self.settings.reconnect_attempts:
+                if attempt > allowed:
                     raise BusUnavailable(
                         f"Redis at {self._where} unreachable after {attempt - 1} reconnect "
-                        f"attempt(s): {self._last_error}"
+                        f"attempt(s): {self._last_error}",
+                        where=self._where,
+                        reason=self._last_error,
                     ) from None
                 self.reconnects += 1
                 self._sleep(delay)
@@ -183,8 +188,8 @@ class RedisBus:
             self._scripts[name] = script
         return script
 
-    def ping(self) -> bool:
-        return bool(self._call(lambda c: c.ping()))
+    def ping(self, *, attempts: int | None = None) -> bool:
+        return bool(self._call(lambda c: c.ping(), attempts=attempts))
 
     # --- streams -------------------------------------------------------------------------------
 
@@ -236,13 +241,7 @@ class RedisBus:
     def _dead_letter(
         self, stream: str, group: str, entry_id: str, raw: Mapping[str, str], reason: str
     ) -> None:
-        letter = {
-            "source": stream,
-            "entry_id": entry_id,
-            "group": group,
-            "reason": reason,
-            "raw": json.dumps(dict(raw), sort_keys=True),
-        }
+        letter = dead_letter_fields(stream, entry_id, group, reason, raw)
         source, target = self._stream(stream), self._stream(DEAD_LETTER)
 
         def move(client: Client) -> None:
@@ -428,10 +427,7 @@ class RedisBus:
         return moved
 
     def dead_letters(self) -> list[DeadLetter]:
-        return [
-            DeadLetter(f["source"], f["entry_id"], f["reason"], json.loads(f["raw"]))
-            for _, f in self.entries(DEAD_LETTER)
-        ]
+        return [read_dead_letter(fields) for _, fields in self.entries(DEAD_LETTER)]
 
     # --- hashes, leases, membership ------------------------------------------------------------
 

@@ -19,27 +19,9 @@ from aios.hookspecs import CONTRACT_VERSION
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 MAX_NAME_LENGTH = 40
-#: Names the engine journals under itself, the harness uses, or the built-in subsystems hold.
-RESERVED = frozenset(
-    {
-        "engine",
-        "safety",
-        "harness_signals",
-        "coordinator",
-        "self_healing",
-        "universe_os",
-        "signal_model",
-        "dynamic_tpsl",
-        "model_supervisor",
-        "portfolio_balancer",
-        "position_intelligence",
-        "profit_amplification",
-        "execution",
-        "exit_proposals",
-        "rl_sizing",
-        "retraining",
-    }
-)
+#: Names the engine journals under itself or the harness uses; the built-in subsystems' names
+#: (the core schema's `subsystems`) are refused as well, see `reserved_names`.
+ENGINE_NAMES = frozenset({"engine", "safety", "harness_signals"})
 #: template file -> where it goes in the package (both with the names substituted)
 LAYOUT = {
     "pyproject.toml.tmpl": "pyproject.toml",
@@ -85,10 +67,18 @@ def check_name(name: str) -> None:
         raise ScaffoldError(f"plugin name {name!r} is longer than {MAX_NAME_LENGTH} characters")
     if keyword.iskeyword(name):
         raise ScaffoldError(f"plugin name {name!r} is a Python keyword")
-    if name in RESERVED:
+    if name in reserved_names():
         raise ScaffoldError(
             f"plugin name {name!r} is taken by aios itself (a built-in subsystem or the engine): pick another"
         )
+
+
+def reserved_names() -> frozenset[str]:
+    """The engine's own names and every built-in subsystem's: a plugin's name is its policy
+    section, so one of these would collide with a section aios already defines."""
+    from aios.policy.schema import core_schema
+
+    return ENGINE_NAMES | frozenset(core_schema()["properties"]["subsystems"]["properties"])
 
 
 def _aios_version() -> str:

@@ -32,10 +32,10 @@ from aios.model import (
     Position,
     PositionAction,
     Stage,
+    own_mode,
 )
 from aios.policy import Policy
 from aios.registry import PluginSet, call_each
-from aios.services.worker import own_mode
 
 _CLOSING = {FillKind.CLOSE, FillKind.STOP_LOSS, FillKind.TAKE_PROFIT, FillKind.TRAILING_STOP}
 

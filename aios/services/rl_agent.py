@@ -50,8 +50,11 @@ def reward_of(pnl_pct: float) -> float:
     return pnl_pct / 100.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Arm:
+    """One (confidence bucket, size multiplier) arm's learned value; replaced, never changed,
+    so the memory copy changes only after its SQLite transaction committed."""
+
     value: float = 0.0
     updates: int = 0
 

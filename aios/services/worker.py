@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from aios.bus import CANDLES, SIGNALS, Bus, Clock, Delivery, per_symbol
 from aios.bus.events import CandleClosed, SignalsReported, event
 from aios.market import InMemoryMarket
-from aios.model import Candle, CycleContext, Mode, PortfolioView, Signal, Stage
+from aios.model import Candle, CycleContext, Mode, PortfolioView, Signal, Stage, own_mode
 from aios.model_registry import ModelRegistry
 from aios.policy import Policy
 from aios.registry import PluginSet, call_each
@@ -53,17 +53,6 @@ def lease_name(symbol: str) -> str:
 def signals_event_id(work_id: str) -> str:
     """The report's id follows from the work's id (`<replay>/candle/...` -> `<replay>/signals/...`)."""
     return work_id.replace("/candle/", "/signals/", 1)
-
-
-def own_mode(policy: Policy, subsystem: str) -> Mode:
-    """A subsystem's own mode, as the engine reads it (OFF when disabled or absent)."""
-    section = policy.get("subsystems", subsystem)
-    if not isinstance(section, Mapping) or section.get("enabled", True) is False:
-        return Mode.OFF
-    try:
-        return Mode[str(section.get("mode"))]
-    except KeyError:
-        return Mode.OFF
 
 
 @dataclass

@@ -60,6 +60,19 @@ def test_gives_up_after_the_attempts_with_a_clear_error() -> None:
     assert len(clock.slept) == 3
 
 
+def test_a_ping_with_no_attempts_fails_at_once_then_a_full_ping_waits() -> None:
+    bus, clock = flaky_bus(failures=2, attempts=3)
+    with pytest.raises(BusUnavailable) as first:
+        bus.ping(attempts=0)
+    assert clock.slept == [] and bus.reconnects == 0  # nothing waited, no reconnect counted
+    assert (first.value.where, first.value.reason) == (
+        "redis",
+        "ConnectionError: Connection refused",
+    )
+    assert bus.ping()  # the second failure, one backoff, then connected
+    assert clock.slept == [0.1] and bus.reconnects == 1
+
+
 def test_health_is_critical_when_unreachable_degraded_once_after_a_reconnect() -> None:
     bus, _ = flaky_bus(failures=100, attempts=1)
     report = bus.health()
