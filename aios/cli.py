@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 import typer
 
 from aios.cli_bus import register as register_bus_commands
-from aios.cli_common import EXIT_INVALID, EXIT_VALID, OutputFormat, fail, usage_error
+from aios.cli_common import (
+    EXIT_INVALID,
+    EXIT_VALID,
+    OutputFormat,
+    fail,
+    series_or_exit,
+    usage_error,
+    write_output,
+)
 from aios.cli_plugins import plugins_app
 from aios.cli_venue import venue_app
 
@@ -458,10 +466,10 @@ def run(
     after the current candle time, with the report; `--resume` continues it.
     """
 
-    from aios.data import DataError, bundled_data_dir
+    from aios.data import bundled_data_dir
     from aios.exchange.paper import PaperBroker
     from aios.journal import JournalError
-    from aios.runtime import Runtime, load_series
+    from aios.runtime import Runtime
     from aios.state import state_dir as resolve_state_dir
 
     if resume:
@@ -479,8 +487,10 @@ def run(
             raise usage_error(
                 f"--resume continues a run with what it started with: drop {', '.join(given)}"
             )
+        _check_report_paths(json_out, html_out)
         _resume_replay(state_dir, watch, quiet, json_out, html_out)
         return
+    _check_report_paths(json_out, html_out)
     if exchange != "paper" and not exchange.startswith("ccxt:"):
         raise usage_error(f"unknown exchange {exchange!r}: use 'paper' or 'ccxt:<exchange id>'")
     if profile_hooks:
@@ -507,12 +517,7 @@ def run(
         )
         return
     directory = data_dir or bundled_data_dir()
-    try:
-        series = load_series(directory, loaded.get("universe", "symbols"))
-    except DataError as exc:
-        raise fail(exc) from None
-    if not series:
-        raise fail(f"no candle files for the policy's universe in {directory}")
+    series = series_or_exit(loaded, data_dir)
     spec = {
         "kind": "replay",
         "data_dir": str(directory.resolve()),
@@ -651,20 +656,35 @@ def _start_watcher(runtime: Any, files: list[Path], plugins: Any, watch: bool) -
         runtime.watcher.start()
 
 
+def _check_report_paths(json_out: Path | None, html_out: Path | None) -> None:
+    """Refuse report paths that cannot be written before the run starts, not after it."""
+    for flag, target in (("--json", json_out), ("--report", html_out)):
+        if target is None or str(target) == "-":
+            continue
+        if target.is_dir():
+            raise usage_error(f"{flag} {target}: is a directory")
+        if not target.parent.is_dir():
+            raise usage_error(f"{flag} {target}: no such directory {target.parent}")
+
+
 def _emit_report(report: Any, quiet: bool, json_out: Path | None, html_out: Path | None) -> None:
-    """The run report: as text unless quiet, as JSON ('-' for stdout), as an HTML page."""
+    """The run report: as text unless quiet, as JSON ('-' for stdout), as an HTML page. A file
+    that cannot be written (removed or made read-only during the run) is a one-line error after
+    the rest was written; the run itself is already in the state store."""
     from aios.report import render_html, render_text
 
     if not quiet:
         typer.echo(render_text(report), nl=False)
     if json_out is not None:
-        text = json.dumps(report.to_dict(), indent=2)
-        if str(json_out) == "-":
-            typer.echo(text)
-        else:
-            json_out.write_text(text + "\n", encoding="utf-8")
+        write_output(json.dumps(report.to_dict(), indent=2), json_out)
     if html_out is not None:
-        html_out.write_text(render_html(report), encoding="utf-8")
+        try:
+            html_out.write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise fail(
+                f"cannot write {html_out}: {exc.strerror or exc}; the run is in the state store "
+                "(aios status)"
+            ) from None
         typer.echo(f"wrote {html_out}", err=True)
 
 

@@ -169,3 +169,54 @@ def test_status_of_a_run_that_did_not_finish(tmp_path: Path) -> None:
     assert current["books"]["actual"]["end_equity"] == pytest.approx(1.0)
     assert current["books"]["actual"]["win_rate"] is None
     runtime.end("stopped")
+
+
+@pytest.mark.parametrize("flag", ["--json", "--report"])
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, flag: str
+) -> None:
+    target = tmp_path / "no-such-dir" / "out.file"
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--limit",
+            "5",
+            "-q",
+            "--no-watch",
+            "--state-dir",
+            str(tmp_path),
+            flag,
+            str(target),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert f"{flag} {target}: no such directory" in result.output
+    assert "Traceback" not in result.output
+    assert not database_path(tmp_path).exists()  # refused before anything started
+
+
+def test_a_report_file_that_cannot_be_written_after_the_run_keeps_the_report_on_stdout(
+    tmp_path: Path,
+) -> None:
+    # /proc exists (the check before the run passes) but no file can be created in it, root or not
+    target = Path("/proc/aios-report-test.json")
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--limit",
+            "5",
+            "-q",
+            "--no-watch",
+            "--state-dir",
+            str(tmp_path),
+            "--json",
+            str(target),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert f"cannot write {target}" in result.output
+    assert "Traceback" not in result.output
+    report = json.loads(result.output[result.output.index("{") : result.output.rindex("}") + 1])
+    assert report["candles"] == 5  # the whole report reached stdout instead
