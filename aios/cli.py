@@ -600,6 +600,7 @@ def _resume_replay(
     (its policies, its data directory and limit) and re-driven over its committed prefix."""
     from aios.data import DataError
     from aios.exchange.paper import PaperBroker
+    from aios.journal import JournalError
     from aios.runtime import ResumeError, Runtime, Store, load_recorded, load_series
     from aios.state import database_path
     from aios.state import state_dir as resolve_state_dir
@@ -622,16 +623,19 @@ def _resume_replay(
         raise fail(f"cannot resume {point.run_id}: {exc}") from None
     for problem in plugins.problems:
         typer.echo(f"aios: warning: plugin {problem.source}: {problem.message}", err=True)
-    runtime = Runtime(
-        policy,
-        plugins,
-        series,
-        directory,
-        PaperBroker.from_policy,
-        spec=point.spec,
-        resume=point,
-        scheduled_policies=scheduled,
-    )
+    try:
+        runtime = Runtime(
+            policy,
+            plugins,
+            series,
+            directory,
+            PaperBroker.from_policy,
+            spec=point.spec,
+            resume=point,
+            scheduled_policies=scheduled,
+        )
+    except JournalError as exc:
+        raise fail(exc) from None
     if not quiet:
         typer.echo(
             f"aios: resuming {point.run_id} ({point.status}) after {point.steps} committed "
@@ -712,6 +716,7 @@ def _run_live(
     from aios.exchange.base import BrokerError
     from aios.exchange.ccxt_venue import CcxtVenue, VenueError, env_prefix
     from aios.exchange.paper import PaperBroker
+    from aios.journal import JournalError
     from aios.live import LiveRunner
     from aios.runtime import Runtime
     from aios.state import state_dir as resolve_state_dir
@@ -768,6 +773,9 @@ def _run_live(
     except BrokerError as exc:  # the venue could not tell its balances or orders
         venue.close()
         raise fail(f"cannot start live orders on {exchange_id}: {exc}") from None
+    except JournalError as exc:  # the state store cannot be used
+        venue.close()
+        raise fail(exc) from None
     runtime.journal_reconciliation(decisions, datetime.now(UTC))
     for decision in decisions:
         typer.echo(

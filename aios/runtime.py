@@ -33,7 +33,7 @@ from typing import Any, Protocol, cast
 from aios.data import load_directory
 from aios.engine import Engine
 from aios.exchange.base import Broker, BrokerError, Fill, FillKind
-from aios.journal import Journal, to_jsonable
+from aios.journal import Journal, JournalError, to_jsonable
 from aios.market import InMemoryMarket
 from aios.model import (
     Candle,
@@ -49,7 +49,7 @@ from aios.model_registry import ModelRegistry
 from aios.policy import Policy
 from aios.registry import PluginSet
 from aios.reload import PolicyWatcher
-from aios.stages import StageStore
+from aios.stages import StageError, StageStore
 from aios.state import database_path
 
 _DDL = """
@@ -518,7 +518,10 @@ class Runtime:
         database = database_path(state_dir)
         # The stage comes from the stage machine's store (created at `stages.initial` when
         # fresh); a `stage` argument is for tests that drive the engine directly.
-        self.stages = StageStore(database, create=True, clock=wall_clock)
+        try:
+            self.stages = StageStore(database, create=True, clock=wall_clock)
+        except StageError as exc:  # one kind of error for an unusable state store
+            raise JournalError(str(exc)) from None
         self.stage = stage or (resume.stage if resume else self.stages.ensure(policy))
         self.store = Store(database)
         self.run_id = resume.run_id if resume else self.store.next_run_id()

@@ -196,6 +196,23 @@ def guards_for(policy: Policy, target: Stage) -> Mapping[str, Any]:
     return guards if isinstance(guards, Mapping) else {}
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """SQLite takes a short non-database file for an empty database and writes its tables over
+    it: a file that is neither empty nor SQLite is refused, and left as it is."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise StageError(f"cannot read the state store {path}: {exc.strerror or exc}") from None
+    if head and head != _SQLITE_HEADER:
+        raise StageError(
+            f"cannot use {path} as a state store: not an SQLite database (the file is left untouched)"
+        )
+
+
 class StageStore:
     """The stage and its history in the state database."""
 
@@ -211,6 +228,8 @@ class StageStore:
         self.clock = clock
         if not create and not path.exists():
             raise StageError(f"no state store at {path}: run `aios run` first, or pass --state-dir")
+        if path.exists():
+            _refuse_foreign_file(path)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -220,3 +220,15 @@ def test_a_report_file_that_cannot_be_written_after_the_run_keeps_the_report_on_
     assert "Traceback" not in result.output
     report = json.loads(result.output[result.output.index("{") : result.output.rindex("}") + 1])
     assert report["candles"] == 5  # the whole report reached stdout instead
+
+
+def test_a_state_file_that_is_not_a_database_is_refused_and_left_untouched(
+    tmp_path: Path,
+) -> None:
+    database_path(tmp_path).write_bytes(b"x")  # shorter than SQLite's header
+    result = runner.invoke(
+        app, ["run", "--limit", "3", "-q", "--no-watch", "--state-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "not an SQLite database" in result.output and "Traceback" not in result.output
+    assert database_path(tmp_path).read_bytes() == b"x"

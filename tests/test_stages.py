@@ -270,6 +270,18 @@ def test_missing_and_corrupt_stores_are_clear_errors(tmp_path: Path) -> None:
     assert database_path(corrupt).read_bytes() == before
 
 
+@pytest.mark.parametrize("command", [["stage", "history"], ["stage", "status"]])
+def test_a_short_file_that_is_not_a_database_is_refused_and_left_untouched(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # SQLite would take a file shorter than its header for an empty database and write over it
+    database_path(tmp_path).write_bytes(b"x")
+    result = CliRunner().invoke(app, [*command, "--state-dir", str(tmp_path)], env={})
+    assert result.exit_code == 1, result.output
+    assert "not an SQLite database" in result.output and "Traceback" not in result.output
+    assert database_path(tmp_path).read_bytes() == b"x"
+
+
 class ShutdownAt:
     """Self-healing stand-in: EMERGENCY_SHUTDOWN during cycles [first, last]."""
 
