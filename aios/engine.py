@@ -57,6 +57,7 @@ from aios.model import (
     UniverseProposal,
     effective_mode,
 )
+from aios.model import own_mode as mode_in_policy
 from aios.model_registry import ModelRegistry, ModelVersion
 from aios.numeric import population_stdev
 from aios.policy import Policy
@@ -172,13 +173,6 @@ def _provisional_position(order: OrderIntent, now: datetime) -> Position:
     )
 
 
-def _mode(value: Any) -> Mode:
-    try:
-        return Mode[str(value)]
-    except KeyError:
-        return Mode.OFF
-
-
 class Engine:
     """Runs entry and monitor cycles over a policy, a stage and a set of plugins."""
 
@@ -225,12 +219,7 @@ class Engine:
             self._modes, self._modes_of = {}, self.policy
         mode = self._modes.get(subsystem)
         if mode is None:
-            section = self.policy.get("subsystems", subsystem)
-            if not isinstance(section, Mapping) or section.get("enabled", True) is False:
-                mode = Mode.OFF
-            else:
-                mode = _mode(section.get("mode"))
-            self._modes[subsystem] = mode
+            mode = self._modes[subsystem] = mode_in_policy(self.policy, subsystem)
         return mode
 
     def effective_mode(self, subsystem: str) -> Mode:

@@ -658,19 +658,8 @@ class Runtime:
     ) -> None:
         if book.name == "actual" and self.live_from is not None and now < self.live_from:
             for order in orders:
-                why = f"not sent: {now.isoformat()} is history, before the live start"
-                self._sink.record(
-                    _engine_decision(
-                        self,
-                        now,
-                        "broker",
-                        f"order:{order.id}",
-                        to_jsonable(order),
-                        "ENGINE",
-                        "engine",
-                        why,
-                        order=order,
-                    )
+                self._order_not_sent(
+                    order, now, f"not sent: {now.isoformat()} is history, before the live start"
                 )
             return
         for order in orders:
@@ -680,23 +669,30 @@ class Runtime:
             try:
                 made = book.broker.submit(order, now, price)
             except BrokerError as exc:
-                why = f"{book.name} broker refused {order.action.value} {order.symbol}: {exc}"
-                self._sink.record(
-                    _engine_decision(
-                        self,
-                        now,
-                        "broker",
-                        f"order:{order.id}",
-                        to_jsonable(order),
-                        "ENGINE",
-                        "engine",
-                        why,
-                        order=order,
-                    )
+                self._order_not_sent(
+                    order,
+                    now,
+                    f"{book.name} broker refused {order.action.value} {order.symbol}: {exc}",
                 )
                 continue
             fills.extend((book.name, fill) for fill in made)
             self._announce_opens(book, made, now, prices)
+
+    def _order_not_sent(self, order: OrderIntent, now: datetime, why: str) -> None:
+        """Journal an order the runtime did not send, with why, under the order's trace."""
+        self._sink.record(
+            _engine_decision(
+                self,
+                now,
+                "broker",
+                f"order:{order.id}",
+                to_jsonable(order),
+                "ENGINE",
+                "engine",
+                why,
+                order=order,
+            )
+        )
 
     def _announce_opens(
         self, book: _BookState, fills: Sequence[Fill], now: datetime, prices: Mapping[str, float]
