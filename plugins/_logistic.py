@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -65,9 +66,10 @@ Series = Sequence[float]
 def _sample_stdev(values: Series) -> float:
     """Standard deviation with n - 1 in the denominator (plain floats: these windows are tiny,
     and numpy's per-call overhead would dominate)."""
-    mean = sum(values) / len(values)
+    count = float(len(values))  # a float: see `_rsi_14`
+    mean = sum(values) / count
     # a list, not a generator: the same terms summed in the same order, with less overhead
-    return math.sqrt(sum([(v - mean) ** 2 for v in values]) / (len(values) - 1))
+    return math.sqrt(sum([(v - mean) ** 2 for v in values]) / (count - 1.0))
 
 
 def _returns(n: int) -> Callable[[Series, Series], float]:
@@ -93,12 +95,16 @@ def _rsi_14(closes: Series, _volumes: Series) -> float:
     """Wilder's RSI over the whole window given: seeded with the plain mean of the first 14
     gains and losses, then smoothed as avg = (avg x 13 + value) / 14. No losses gives 100, a
     flat window gives 50."""
-    changes = [b - a for a, b in itertools.pairwise(closes)]
-    avg_gain = sum(c for c in changes[:RSI_PERIOD] if c > 0.0) / RSI_PERIOD
-    avg_loss = -sum(c for c in changes[:RSI_PERIOD] if c < 0.0) / RSI_PERIOD
-    keep = RSI_PERIOD - 1
-    period = RSI_PERIOD  # a local: read on every step of the smoothing
-    for change in changes[period:]:
+    changes: list[float] = list(map(operator.sub, closes[1:], closes[:-1]))  # b - a for each pair
+    seed = changes[:RSI_PERIOD]
+    # lists, not generators: the same terms summed in the same order, with less overhead
+    avg_gain = sum([c for c in seed if c > 0.0]) / RSI_PERIOD
+    avg_loss = -sum([c for c in seed if c < 0.0]) / RSI_PERIOD
+    # floats, exactly the ints they stand for: float-by-float arithmetic takes the
+    # interpreter's specialised path, float-by-int converts the int on every operation
+    keep = float(RSI_PERIOD - 1)
+    period = float(RSI_PERIOD)  # a local: read on every step of the smoothing
+    for change in changes[RSI_PERIOD:]:
         if change > 0.0:
             avg_gain = (avg_gain * keep + change) / period
             avg_loss = avg_loss * keep / period
@@ -133,6 +139,15 @@ FEATURES: Mapping[str, tuple[int, Callable[[Series, Series], float]]] = {
 
 
 _REQUIRED: dict[tuple[str, ...], int] = {}
+_FUNCTIONS: dict[tuple[str, ...], tuple[Callable[[Series, Series], float], ...]] = {}
+
+
+def _functions(features: tuple[str, ...]) -> tuple[Callable[[Series, Series], float], ...]:
+    """The features' functions in order, looked up once per feature list (every row asks)."""
+    found = _FUNCTIONS.get(features)
+    if found is None:
+        found = _FUNCTIONS[features] = tuple(FEATURES[name][1] for name in features)
+    return found
 
 
 def required_candles(features: Sequence[str]) -> int:
@@ -162,9 +177,10 @@ ROW_CACHE_SIZE = 12288
 def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) -> list[float] | None:
     """Feature values at the last element of the series (already cut to the window); None when
     the window is too short or a value does not exist (a zero price, say)."""
-    if len(closes) < required_candles(features):
+    names = tuple(features)
+    if len(closes) < required_candles(names):
         return None
-    key = (tuple(closes), tuple(volumes), tuple(features))
+    key = (tuple(closes), tuple(volumes), names)
     try:  # one hash of the 120 floats for a row seen before (`in` then `[]` made two)
         cached = _ROW_CACHE[key]
     except KeyError:
@@ -173,10 +189,10 @@ def _feature_values(closes: Series, volumes: Series, features: Sequence[str]) ->
         return None if cached is None else list(cached)
     values: list[float] | None
     try:
-        values = [FEATURES[name][1](closes, volumes) for name in features]
+        values = [feature(closes, volumes) for feature in _functions(names)]
     except (ZeroDivisionError, OverflowError):
         values = None
-    if values is not None and not all(math.isfinite(v) for v in values):
+    if values is not None and not all(map(math.isfinite, values)):
         values = None
     if len(_ROW_CACHE) >= ROW_CACHE_SIZE:
         del _ROW_CACHE[next(iter(_ROW_CACHE))]  # dicts keep insertion order: the oldest

@@ -25,8 +25,9 @@ Percentages are computed as `difference x 100 / base` so that round inputs give 
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aios.hookspecs import hookimpl
@@ -100,8 +101,9 @@ class UniverseOS(Subsystem):
                 series = self._windows.series(symbol)
                 start = series.locate(history)
                 volume = series.quote_volume(start, len(history))
-                returns = series.returns_in(start, len(history))
                 bracket = series.volatility_bracket(start, len(history))
+                # the returns are sliced only when the bracket does not decide (rarely)
+                returns = functools.partial(series.returns_in, start, len(history))
                 reason = self._filtered_out(
                     ctx, symbol, history, settings, volume, returns, bracket
                 )
@@ -140,7 +142,7 @@ class UniverseOS(Subsystem):
         history: Sequence[Candle],
         settings: Mapping[str, Any],
         volume: float,
-        returns: Sequence[float] | None,
+        returns: Callable[[], Sequence[float] | None],
         bracket: tuple[float, float] | None,
     ) -> str | None:
         dynamic = settings["dynamic"]
@@ -160,11 +162,11 @@ class UniverseOS(Subsystem):
         history: Sequence[Candle],
         dynamic: Mapping[str, Any],
         volume: float,
-        returns: Sequence[float] | None,
+        returns: Callable[[], Sequence[float] | None],
         bracket: tuple[float, float] | None,
     ) -> str | None:
-        """`volume` is `quote_volume(history)`; `returns` the returns `volatility_pct` would
-        compute (None: compute them here); `bracket` bounds that certainly contain the
+        """`volume` is `quote_volume(history)`; `returns()` the returns `volatility_pct` would
+        compute (None: compute them here), asked for only when `bracket` does not decide; `bracket` bounds that certainly contain the
         volatility (plugins._windows): when they lie within the limits the volatility passes
         without being computed, otherwise it is computed exactly."""
         count = len(history)
@@ -179,10 +181,11 @@ class UniverseOS(Subsystem):
             return f"spread {_fmt(spread)} bps > max_spread_bps {_fmt(max_spread)}"
         low, high = float(dynamic["min_volatility_pct"]), float(dynamic["max_volatility_pct"])
         if bracket is None or not low <= bracket[0] <= bracket[1] <= high:
-            if returns is None:
+            values = returns()
+            if values is None:
                 volatility = volatility_pct(history)
             else:
-                volatility = population_stdev(returns) if returns else None
+                volatility = population_stdev(values) if values else None
             if volatility is None:
                 return f"volatility unknown: {count} candle(s), at least 2 needed"
             if not low <= volatility <= high:
