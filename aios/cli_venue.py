@@ -360,14 +360,14 @@ def _journal(
     symbol: str | None,
     trace: str | None,
 ) -> None:
-    from aios.journal import Decision, Journal, JournalError
+    from aios.journal import OPERATOR_RUN_ID, Decision, Journal, JournalError
 
     try:
         journal = Journal(path)
         try:
             journal.record(
                 Decision(
-                    "operator",
+                    OPERATOR_RUN_ID,
                     0,
                     now,
                     "operator",
