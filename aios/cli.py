@@ -903,8 +903,9 @@ def status(
             drawdown = (
                 "n/a" if book["max_drawdown_pct"] is None else f"{book['max_drawdown_pct']:.3f} %"
             )
+            as_of = f", as of candle time {book['as_of']}" if book.get("as_of") else ""
             typer.echo(
-                f"{name:>6}: {book['trades']} trades, win rate {win}, PnL {book['pnl_pct']:+.3f} %, max drawdown {drawdown}"
+                f"{name:>6}: {book['trades']} trades, win rate {win}, PnL {book['pnl_pct']:+.3f} %, max drawdown {drawdown}{as_of}"
             )
     for line in render_attention(current["venue"]):
         typer.echo(line)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -169,6 +170,31 @@ def test_status_of_a_run_that_did_not_finish(tmp_path: Path) -> None:
     assert current["books"]["actual"]["end_equity"] == pytest.approx(1.0)
     assert current["books"]["actual"]["win_rate"] is None
     runtime.end("stopped")
+
+
+def test_status_of_a_running_replay_says_which_candle_time_its_equity_is_from(
+    tmp_path: Path,
+) -> None:
+    """A replay writes equity with its cursor, not every candle time: status, asked mid-run,
+    names the candle time of the figures instead of passing them off as the latest."""
+    policy, plugins = application.load([DEFAULT], env={})
+    series = load_series(bundled_data_dir(), policy.get("universe", "symbols"))
+    runtime = Runtime(
+        policy, plugins, series, tmp_path, PaperBroker.from_policy, checkpoint_every=8
+    )
+    times = sorted({c.time for candles in series.values() for c in candles})
+    seen: dict[str, Any] = {}
+
+    def ask_status(done: int, total: int) -> None:
+        if done == 13:  # 8 candle times covered by the cursor, 5 stepped after it
+            args = ["status", "--state-dir", str(tmp_path)]
+            seen["json"] = json.loads(runner.invoke(app, [*args, "--format", "json"]).output)
+            seen["text"] = runner.invoke(app, args).output
+
+    runtime.run(limit=20, progress=ask_status)
+    as_of = seen["json"]["books"]["actual"]["as_of"]
+    assert as_of == times[7].isoformat()  # the cursor's candle time, not the 13th
+    assert f"as of candle time {as_of}" in seen["text"]
 
 
 @pytest.mark.parametrize("flag", ["--json", "--report"])
