@@ -879,7 +879,12 @@ def status(
         current = read_status(state_dir)
     except StatusError as exc:
         raise fail(exc) from None
-    current["venue"] = attention(database_path(state_dir))  # live runs: what is frozen
+    from aios.exchange.venue_store import VenueStoreUnreadable
+
+    try:
+        current["venue"] = attention(database_path(state_dir))  # live runs: what is frozen
+    except VenueStoreUnreadable as exc:
+        raise fail(exc) from None
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(current, indent=2))
         return

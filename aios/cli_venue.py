@@ -90,9 +90,12 @@ def _database(state_dir: Path | None) -> Path:
 
 
 def _exchanges(path: Path, exchange: str | None) -> list[str]:
-    from aios.exchange.venue_store import exchanges_in
+    from aios.exchange.venue_store import VenueStoreUnreadable, exchanges_in
 
-    held = exchanges_in(path)
+    try:
+        held = exchanges_in(path)
+    except VenueStoreUnreadable as exc:
+        raise _refuse(str(exc)) from None
     if not held:
         raise _refuse(f"{path} holds no venue store: no live run has traded from it")
     if exchange is None:
