@@ -403,21 +403,7 @@ class CcxtVenue:
     def fetch_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
         """The venue's record of the order sent under `client_order_id` (ccxt's unified order
         structure), or None when the venue has no such order. Raises VenueError otherwise."""
-        call = f"fetch_order({client_order_id})"
-        self._require_keys(call)
-        try:
-            order = self._call(
-                "fetch_order",
-                None,
-                symbol,
-                {"clientOrderId": client_order_id},
-                what=client_order_id,
-            )
-        except VenueError as error:
-            if error.not_found:
-                return None
-            raise
-        return dict(order)
+        return self._by_client_id("fetch_order", client_order_id, symbol)
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Orders resting on the venue (of `symbol`, or all when the venue allows it)."""
@@ -427,15 +413,17 @@ class CcxtVenue:
     def cancel_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
         """Cancel the order sent under `client_order_id`; None when the venue has no such
         (open) order."""
-        call = f"cancel_order({client_order_id})"
-        self._require_keys(call)
+        return self._by_client_id("cancel_order", client_order_id, symbol)
+
+    def _by_client_id(
+        self, method: str, client_order_id: str, symbol: str
+    ) -> dict[str, Any] | None:
+        """ccxt's `method(None, symbol, {clientOrderId})`: the order is named by the id aios
+        sent, not the venue's id, which a crash may have kept aios from ever learning."""
+        self._require_keys(f"{method}({client_order_id})")
         try:
             order = self._call(
-                "cancel_order",
-                None,
-                symbol,
-                {"clientOrderId": client_order_id},
-                what=client_order_id,
+                method, None, symbol, {"clientOrderId": client_order_id}, what=client_order_id
             )
         except VenueError as error:
             if error.not_found:
