@@ -493,6 +493,12 @@ def run(
     _check_report_paths(json_out, html_out)
     if exchange != "paper" and not exchange.startswith("ccxt:"):
         raise usage_error(f"unknown exchange {exchange!r}: use 'paper' or 'ccxt:<exchange id>'")
+    if exchange.startswith("ccxt:"):  # refused before anything is recorded, like a bad name
+        from aios.exchange.ccxt_venue import ccxt_exchange_ids
+
+        venue_id = exchange.removeprefix("ccxt:")
+        if venue_id not in ccxt_exchange_ids():
+            raise usage_error(f"unknown exchange {exchange!r}: ccxt has no exchange {venue_id!r}")
     if profile_hooks:
         from aios.hooktrace import profile_until_close
 

@@ -100,12 +100,21 @@ class VenueUnavailable(VenueError):
     circuit breaker, unlike a refusal, and the outcome of an order may be unknown."""
 
 
-def ccxt_exchange(exchange_id: str, config: dict[str, Any]) -> Any:
-    """The real ccxt async exchange class for `exchange_id`, built from `config` (no I/O)."""
+def _ccxt_async() -> Any:
     try:
-        ccxt_async = importlib.import_module("ccxt.async_support")
+        return importlib.import_module("ccxt.async_support")
     except ImportError as exc:
         raise ImportError(f"a ccxt venue needs the ccxt package (pip install ccxt): {exc}") from exc
+
+
+def ccxt_exchange_ids() -> tuple[str, ...]:
+    """The exchange ids ccxt knows (imports ccxt): an id is checked before a run starts."""
+    return tuple(getattr(_ccxt_async(), "exchanges", ()))
+
+
+def ccxt_exchange(exchange_id: str, config: dict[str, Any]) -> Any:
+    """The real ccxt async exchange class for `exchange_id`, built from `config` (no I/O)."""
+    ccxt_async = _ccxt_async()
     if exchange_id not in getattr(ccxt_async, "exchanges", ()):
         raise ValueError(f"ccxt has no exchange {exchange_id!r}")
     return getattr(ccxt_async, exchange_id)(config)
