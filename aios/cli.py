@@ -615,6 +615,12 @@ def _resume_replay(
     database = database_path(directory)
     if not database.exists():
         raise fail(f"no state store at {database}: nothing to resume")
+    from aios.stages import StageError, StageStore
+
+    try:  # a file that is not a state store (or is locked) is refused before the run's tables
+        StageStore(database, create=False).close()  # are written over it
+    except StageError as exc:
+        raise fail(exc) from None
     store = Store(database)
     try:
         point = store.resume_point()

@@ -248,13 +248,20 @@ def test_a_report_file_that_cannot_be_written_after_the_run_keeps_the_report_on_
     assert report["candles"] == 5  # the whole report reached stdout instead
 
 
+@pytest.mark.parametrize(
+    ("args", "content"),
+    [
+        (["--limit", "3"], b"x"),  # shorter than SQLite's header
+        (["--resume"], b"x"),
+        (["--resume"], b"not a database, " * 16),
+    ],
+)
 def test_a_state_file_that_is_not_a_database_is_refused_and_left_untouched(
-    tmp_path: Path,
+    tmp_path: Path, args: list[str], content: bytes
 ) -> None:
-    database_path(tmp_path).write_bytes(b"x")  # shorter than SQLite's header
-    result = runner.invoke(
-        app, ["run", "--limit", "3", "-q", "--no-watch", "--state-dir", str(tmp_path)]
-    )
+    database_path(tmp_path).write_bytes(content)
+    result = runner.invoke(app, ["run", *args, "-q", "--no-watch", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1, result.output
     assert "not an SQLite database" in result.output and "Traceback" not in result.output
-    assert database_path(tmp_path).read_bytes() == b"x"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert database_path(tmp_path).read_bytes() == content
