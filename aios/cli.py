@@ -493,6 +493,12 @@ def run(
     _check_report_paths(json_out, html_out)
     if exchange != "paper" and not exchange.startswith("ccxt:"):
         raise usage_error(f"unknown exchange {exchange!r}: use 'paper' or 'ccxt:<exchange id>'")
+    if exchange.startswith("ccxt:"):  # refused before anything is recorded, like a bad name
+        from aios.exchange.ccxt_venue import ccxt_exchange_ids
+
+        venue_id = exchange.removeprefix("ccxt:")
+        if venue_id not in ccxt_exchange_ids():
+            raise usage_error(f"unknown exchange {exchange!r}: ccxt has no exchange {venue_id!r}")
     if profile_hooks:
         from aios.hooktrace import profile_until_close
 
@@ -609,6 +615,12 @@ def _resume_replay(
     database = database_path(directory)
     if not database.exists():
         raise fail(f"no state store at {database}: nothing to resume")
+    from aios.stages import StageError, StageStore
+
+    try:  # a file that is not a state store (or is locked) is refused before the run's tables
+        StageStore(database, create=False).close()  # are written over it
+    except StageError as exc:
+        raise fail(exc) from None
     store = Store(database)
     try:
         point = store.resume_point()
@@ -879,7 +891,12 @@ def status(
         current = read_status(state_dir)
     except StatusError as exc:
         raise fail(exc) from None
-    current["venue"] = attention(database_path(state_dir))  # live runs: what is frozen
+    from aios.exchange.venue_store import VenueStoreUnreadable
+
+    try:
+        current["venue"] = attention(database_path(state_dir))  # live runs: what is frozen
+    except VenueStoreUnreadable as exc:
+        raise fail(exc) from None
     if output_format is OutputFormat.json:
         typer.echo(json.dumps(current, indent=2))
         return
@@ -903,8 +920,9 @@ def status(
             drawdown = (
                 "n/a" if book["max_drawdown_pct"] is None else f"{book['max_drawdown_pct']:.3f} %"
             )
+            as_of = f", as of candle time {book['as_of']}" if book.get("as_of") else ""
             typer.echo(
-                f"{name:>6}: {book['trades']} trades, win rate {win}, PnL {book['pnl_pct']:+.3f} %, max drawdown {drawdown}"
+                f"{name:>6}: {book['trades']} trades, win rate {win}, PnL {book['pnl_pct']:+.3f} %, max drawdown {drawdown}{as_of}"
             )
     for line in render_attention(current["venue"]):
         typer.echo(line)

@@ -103,12 +103,13 @@ def _state_store(directory: Path) -> Iterator[None]:
     error naming it; the file is left as it is."""
     import sqlite3
 
+    from aios.journal import JournalError
     from aios.stages import StageError
     from aios.state import database_path
 
     try:
         yield
-    except StageError as exc:
+    except (StageError, JournalError) as exc:  # the Runtime says JournalError for both
         raise fail(exc) from None
     except sqlite3.Error as exc:
         where = database_path(directory)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -90,9 +91,12 @@ def _database(state_dir: Path | None) -> Path:
 
 
 def _exchanges(path: Path, exchange: str | None) -> list[str]:
-    from aios.exchange.venue_store import exchanges_in
+    from aios.exchange.venue_store import VenueStoreUnreadable, exchanges_in
 
-    held = exchanges_in(path)
+    try:
+        held = exchanges_in(path)
+    except VenueStoreUnreadable as exc:
+        raise _refuse(str(exc)) from None
     if not held:
         raise _refuse(f"{path} holds no venue store: no live run has traded from it")
     if exchange is None:
@@ -199,6 +203,22 @@ def _positions(store: Any, *, only_frozen: bool = False) -> list[dict[str, Any]]
     return rows
 
 
+def _listed(
+    state_dir: Path | None, exchange: str | None, read: Callable[[Any], list[dict[str, Any]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """`read` of each exchange's venue store (or only `exchange`'s), opened read-only: what
+    `aios venue orders` and `positions` list."""
+    path = _database(state_dir)
+    listed: dict[str, list[dict[str, Any]]] = {}
+    for name in _exchanges(path, exchange):
+        store = _read_only(path, name)
+        try:
+            listed[name] = read(store)
+        finally:
+            store.close()
+    return listed
+
+
 @venue_app.command("orders")
 def orders(
     unresolved: Annotated[
@@ -211,14 +231,8 @@ def orders(
     """The venue orders the store recorded (every order is recorded before it is sent)."""
     from aios.exchange.venue_store import UNRESOLVED
 
-    path = _database(state_dir)
-    listed: dict[str, list[dict[str, Any]]] = {}
-    for name in _exchanges(path, exchange):
-        store = _read_only(path, name)
-        try:
-            listed[name] = [o.to_dict() for o in store.orders(UNRESOLVED if unresolved else None)]
-        finally:
-            store.close()
+    status = UNRESOLVED if unresolved else None
+    listed = _listed(state_dir, exchange, lambda s: [o.to_dict() for o in s.orders(status)])
     if output_format is _Format.json:
         typer.echo(json.dumps(listed, indent=2))
         return
@@ -240,14 +254,7 @@ def positions(
     state_dir: StateDir = None,
 ) -> None:
     """The open positions the store recorded, and why each frozen one is frozen."""
-    path = _database(state_dir)
-    listed: dict[str, list[dict[str, Any]]] = {}
-    for name in _exchanges(path, exchange):
-        store = _read_only(path, name)
-        try:
-            listed[name] = _positions(store)
-        finally:
-            store.close()
+    listed = _listed(state_dir, exchange, _positions)
     if output_format is _Format.json:
         typer.echo(json.dumps(listed, indent=2))
         return
@@ -360,14 +367,14 @@ def _journal(
     symbol: str | None,
     trace: str | None,
 ) -> None:
-    from aios.journal import Decision, Journal, JournalError
+    from aios.journal import OPERATOR_RUN_ID, Decision, Journal, JournalError
 
     try:
         journal = Journal(path)
         try:
             journal.record(
                 Decision(
-                    "operator",
+                    OPERATOR_RUN_ID,
                     0,
                     now,
                     "operator",

@@ -55,6 +55,10 @@ _DROPPED_INDEXES = ("decisions_trace", "decisions_symbol_time", "decisions_subsy
 #: plugin raised. `engine`: a decision the engine itself made (an order, a block by the baseline).
 OUTCOMES = ("applied", "advisory", "observed", "error", "engine")
 
+#: The run id of an operator's rows (`aios venue resolve` / `settle`). They are decisions a
+#: person made between runs, not the engine's, so stage evidence does not count them.
+OPERATOR_RUN_ID = "operator"
+
 
 class JournalError(Exception):
     """The journal cannot be opened or written (corrupt file, locked, unwritable)."""

@@ -29,6 +29,7 @@ from typing import Any
 
 from transitions import Machine
 
+from aios.journal import OPERATOR_RUN_ID
 from aios.model import Stage
 from aios.policy import Policy
 
@@ -358,7 +359,8 @@ class StageStore:
         if self._table_exists("decisions"):
             decisions = int(
                 self.connection.execute(
-                    "SELECT COUNT(*) FROM decisions WHERE rowid > ?", (decisions_mark,)
+                    "SELECT COUNT(*) FROM decisions WHERE rowid > ? AND run_id != ?",
+                    (decisions_mark, OPERATOR_RUN_ID),
                 ).fetchone()[0]
             )
             latest = self.connection.execute(

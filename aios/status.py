@@ -70,9 +70,11 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
     names = {0: "OK", 1: "DEGRADED", 2: "CRITICAL"}
     books = (json.loads(report) or {}).get("books") if report else None
     if books is None:  # a run still going (or killed): the latest equity of each book
+        # A replay writes equity with its cursor (every 256 candle times), a live run every
+        # candle time: `as_of` says which candle time the figures are from, not "now".
         books = {}
-        for book, equity, first in connection.execute(
-            "SELECT e.book, e.equity, (SELECT equity FROM equity WHERE run_id = e.run_id AND book = e.book ORDER BY rowid LIMIT 1)"
+        for book, equity, as_of, first in connection.execute(
+            "SELECT e.book, e.equity, e.time, (SELECT equity FROM equity WHERE run_id = e.run_id AND book = e.book ORDER BY rowid LIMIT 1)"
             " FROM equity e WHERE e.run_id = ? AND e.rowid IN (SELECT MAX(rowid) FROM equity WHERE run_id = ? GROUP BY book)",
             (run_id, run_id),
         ):
@@ -86,6 +88,7 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
                 "pnl_pct": 0.0 if not first else (equity - first) / first * 100.0,
                 "max_drawdown_pct": None,
                 "end_equity": equity,
+                "as_of": as_of,
             }
     connection.close()
     return {

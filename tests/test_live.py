@@ -119,3 +119,16 @@ def test_an_unknown_exchange_is_a_usage_error(tmp_path: Path) -> None:
         app, ["run", "--exchange", "kraken", "--state-dir", str(tmp_path)], env={}
     )
     assert result.exit_code == 2 and "unknown exchange 'kraken'" in result.output
+
+
+def test_an_exchange_id_ccxt_does_not_know_is_a_usage_error_before_anything_is_recorded(
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["run", "--exchange", "ccxt:nosuchvenue", "--dry-run", "--state-dir", str(tmp_path)],
+        env={},
+    )
+    assert result.exit_code == 2, result.output
+    assert "ccxt has no exchange 'nosuchvenue'" in result.output
+    assert not database_path(tmp_path).exists()

@@ -250,3 +250,51 @@ def test_sigterm_stops_a_live_run_between_polls_with_exit_0_and_a_report(
     assert json.loads(report.read_text())["candles"] == 600  # the first poll (the warm-up)
     assert rows(state, "SELECT status FROM runs") == [("stopped",)]
     assert [s for (s,) in rows(state, "SELECT status FROM venue_orders")] == ["filled"]
+
+
+def test_the_api_keys_appear_in_no_output_file_or_row_of_a_live_run(
+    tmp_path: Path, overlay: Path
+) -> None:
+    """Keys come from the environment only; what a live run leaves (stdout, stderr, the JSON
+    and HTML reports, every row of the state store and journal, `aios status`, `aios venue`)
+    never holds them, also when the venue fails an order and a balance read."""
+    series = load_series(bundled_data_dir(), SYMBOLS)
+    fake = FakeBinance(series, start=1382, step=40)  # the first live candle buys LTC/BTC
+    fake.inject("POST /api/v3/order", Fault("5xx"))
+    fake.inject("GET /api/v3/account", Fault("malformed", after=1))
+    state = tmp_path / "state"
+    outputs = []
+    with serve(fake) as url:
+        env = environment(url)
+        result = subprocess.run(
+            [
+                *live_args(state, overlay, 2),
+                "--json",
+                str(tmp_path / "report.json"),
+                "--report",
+                str(tmp_path / "report.html"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        outputs += [result.stdout, result.stderr]
+        for command in (["status", "--format", "json"], ["venue", "orders"]):
+            shown = subprocess.run(
+                [sys.executable, "-m", "aios", *command, "--state-dir", str(state)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            outputs += [shown.stdout, shown.stderr]
+    assert result.returncode == 0, result.stderr
+    assert fake.orders, "an order reached the venue: the authenticated path ran"
+    assert (tmp_path / "report.json").exists() and (tmp_path / "report.html").exists()
+    connection = sqlite3.connect(database_path(state))
+    outputs += list(connection.iterdump())
+    connection.close()
+    outputs += [p.read_bytes().decode("latin-1") for p in tmp_path.rglob("*") if p.is_file()]
+    for secret in KEYS.values():
+        assert not [text for text in outputs if secret in text], secret

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -171,6 +172,31 @@ def test_status_of_a_run_that_did_not_finish(tmp_path: Path) -> None:
     runtime.end("stopped")
 
 
+def test_status_of_a_running_replay_says_which_candle_time_its_equity_is_from(
+    tmp_path: Path,
+) -> None:
+    """A replay writes equity with its cursor, not every candle time: status, asked mid-run,
+    names the candle time of the figures instead of passing them off as the latest."""
+    policy, plugins = application.load([DEFAULT], env={})
+    series = load_series(bundled_data_dir(), policy.get("universe", "symbols"))
+    runtime = Runtime(
+        policy, plugins, series, tmp_path, PaperBroker.from_policy, checkpoint_every=8
+    )
+    times = sorted({c.time for candles in series.values() for c in candles})
+    seen: dict[str, Any] = {}
+
+    def ask_status(done: int, total: int) -> None:
+        if done == 13:  # 8 candle times covered by the cursor, 5 stepped after it
+            args = ["status", "--state-dir", str(tmp_path)]
+            seen["json"] = json.loads(runner.invoke(app, [*args, "--format", "json"]).output)
+            seen["text"] = runner.invoke(app, args).output
+
+    runtime.run(limit=20, progress=ask_status)
+    as_of = seen["json"]["books"]["actual"]["as_of"]
+    assert as_of == times[7].isoformat()  # the cursor's candle time, not the 13th
+    assert f"as of candle time {as_of}" in seen["text"]
+
+
 @pytest.mark.parametrize("flag", ["--json", "--report"])
 def test_a_report_path_that_cannot_be_written_is_refused_before_the_run(
     tmp_path: Path, flag: str
@@ -222,13 +248,20 @@ def test_a_report_file_that_cannot_be_written_after_the_run_keeps_the_report_on_
     assert report["candles"] == 5  # the whole report reached stdout instead
 
 
+@pytest.mark.parametrize(
+    ("args", "content"),
+    [
+        (["--limit", "3"], b"x"),  # shorter than SQLite's header
+        (["--resume"], b"x"),
+        (["--resume"], b"not a database, " * 16),
+    ],
+)
 def test_a_state_file_that_is_not_a_database_is_refused_and_left_untouched(
-    tmp_path: Path,
+    tmp_path: Path, args: list[str], content: bytes
 ) -> None:
-    database_path(tmp_path).write_bytes(b"x")  # shorter than SQLite's header
-    result = runner.invoke(
-        app, ["run", "--limit", "3", "-q", "--no-watch", "--state-dir", str(tmp_path)]
-    )
+    database_path(tmp_path).write_bytes(content)
+    result = runner.invoke(app, ["run", *args, "-q", "--no-watch", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1, result.output
     assert "not an SQLite database" in result.output and "Traceback" not in result.output
-    assert database_path(tmp_path).read_bytes() == b"x"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert database_path(tmp_path).read_bytes() == content

@@ -411,3 +411,35 @@ def test_a_critical_risk_mode_caps_the_stage_at_advisory(tmp_path: Path) -> None
     last = runtime.stages.history()[-1]
     assert last["automatic"] and last["to"] == "ADVISORY" and "CRITICAL" in last["reason"]
     runtime.end("stopped")
+
+
+def test_an_operator_decision_does_not_move_the_measured_decisions(tmp_path: Path) -> None:
+    """`aios venue resolve/settle` journal under the operator's run id: a person's decision
+    between runs is not evidence that the engine decided enough to be promoted."""
+    from aios.cli_venue import _journal
+    from aios.journal import Decision, Journal
+
+    policy = default_policy(OPEN_GUARDS.format(time=0))
+    stages = store(tmp_path, policy, Clock())
+    journal = Journal(database_path(tmp_path))
+    journal.record(
+        Decision(
+            "r1", 1, T0, "risk", "aios_risk", "BTC/USDT", {}, "OBSERVE", "observed", False, "", ""
+        )
+    )
+    journal.close()
+    assert stages.evidence(policy).decisions == 1
+    _journal(
+        database_path(tmp_path),
+        T0,
+        "resolve",
+        "cid-1",
+        "filled",
+        "ops",
+        "seen",
+        "1 BTC",
+        None,
+        None,
+    )
+    assert stages.evidence(policy).decisions == 1
+    assert check_guards({"min_decisions": 2}, stages.evidence(policy)) != []

@@ -136,6 +136,18 @@ def test_reading_needs_a_store(tmp_path: Path) -> None:
     refused(venue(tmp_path / "empty", "positions"), "holds no venue store")
 
 
+@pytest.mark.parametrize("command", ["orders", "positions"])
+def test_a_state_store_that_is_not_a_database_is_named_and_left_untouched(
+    tmp_path: Path, command: str
+) -> None:
+    path = database_path(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    garbage = b"not a database, " * 16
+    path.write_bytes(garbage)
+    refused(venue(tmp_path, command), f"cannot read the state store {path}", "not a database")
+    assert path.read_bytes() == garbage
+
+
 def test_resolve_filled_books_the_order_and_records_who_when_why(state: Path) -> None:
     result = venue(
         state, "resolve", "o2", "--as", "filled", "--price", "101", "--fee", "0.05",

@@ -100,12 +100,21 @@ class VenueUnavailable(VenueError):
     circuit breaker, unlike a refusal, and the outcome of an order may be unknown."""
 
 
-def ccxt_exchange(exchange_id: str, config: dict[str, Any]) -> Any:
-    """The real ccxt async exchange class for `exchange_id`, built from `config` (no I/O)."""
+def _ccxt_async() -> Any:
     try:
-        ccxt_async = importlib.import_module("ccxt.async_support")
+        return importlib.import_module("ccxt.async_support")
     except ImportError as exc:
         raise ImportError(f"a ccxt venue needs the ccxt package (pip install ccxt): {exc}") from exc
+
+
+def ccxt_exchange_ids() -> tuple[str, ...]:
+    """The exchange ids ccxt knows (imports ccxt): an id is checked before a run starts."""
+    return tuple(getattr(_ccxt_async(), "exchanges", ()))
+
+
+def ccxt_exchange(exchange_id: str, config: dict[str, Any]) -> Any:
+    """The real ccxt async exchange class for `exchange_id`, built from `config` (no I/O)."""
+    ccxt_async = _ccxt_async()
     if exchange_id not in getattr(ccxt_async, "exchanges", ()):
         raise ValueError(f"ccxt has no exchange {exchange_id!r}")
     return getattr(ccxt_async, exchange_id)(config)
@@ -403,21 +412,7 @@ class CcxtVenue:
     def fetch_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
         """The venue's record of the order sent under `client_order_id` (ccxt's unified order
         structure), or None when the venue has no such order. Raises VenueError otherwise."""
-        call = f"fetch_order({client_order_id})"
-        self._require_keys(call)
-        try:
-            order = self._call(
-                "fetch_order",
-                None,
-                symbol,
-                {"clientOrderId": client_order_id},
-                what=client_order_id,
-            )
-        except VenueError as error:
-            if error.not_found:
-                return None
-            raise
-        return dict(order)
+        return self._by_client_id("fetch_order", client_order_id, symbol)
 
     def fetch_open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Orders resting on the venue (of `symbol`, or all when the venue allows it)."""
@@ -427,15 +422,17 @@ class CcxtVenue:
     def cancel_order_by_client_id(self, client_order_id: str, symbol: str) -> dict[str, Any] | None:
         """Cancel the order sent under `client_order_id`; None when the venue has no such
         (open) order."""
-        call = f"cancel_order({client_order_id})"
-        self._require_keys(call)
+        return self._by_client_id("cancel_order", client_order_id, symbol)
+
+    def _by_client_id(
+        self, method: str, client_order_id: str, symbol: str
+    ) -> dict[str, Any] | None:
+        """ccxt's `method(None, symbol, {clientOrderId})`: the order is named by the id aios
+        sent, not the venue's id, which a crash may have kept aios from ever learning."""
+        self._require_keys(f"{method}({client_order_id})")
         try:
             order = self._call(
-                "cancel_order",
-                None,
-                symbol,
-                {"clientOrderId": client_order_id},
-                what=client_order_id,
+                method, None, symbol, {"clientOrderId": client_order_id}, what=client_order_id
             )
         except VenueError as error:
             if error.not_found:

@@ -91,7 +91,6 @@ class Expired:
 
 
 @dataclass(slots=True)
-@dataclass
 class _Book(PositionBook):
     """The paper exchange's record of a position: the shared book, plus its collateral value."""
 

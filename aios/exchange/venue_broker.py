@@ -239,8 +239,11 @@ class _Intent:
         return self.kind in (FillKind.OPEN, FillKind.SCALE_IN)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Pending:
+    """An order whose outcome is unknown, and what of it was booked already (so that the
+    venue's answer, when it comes, books only the rest)."""
+
     intent: _Intent
     applied: _Execution
 

@@ -133,6 +133,10 @@ class StoreLocked(Exception):
     """Another process (a live run, or an operator command) holds the exchange's venue store."""
 
 
+class VenueStoreUnreadable(Exception):
+    """The state database cannot be read (not a database, corrupt, locked); says which."""
+
+
 class VenueLock:
     """An exclusive, non-blocking OS lock on one exchange's venue store (see the module
     docstring). The holder's pid and start time are written into the lock file, so a refusal
@@ -422,18 +426,24 @@ class VenueStore:
 
 def exchanges_in(path: Path | str) -> list[str]:
     """The exchanges a state database holds venue orders or positions of (read-only; [] when
-    it has no venue store)."""
+    it has no venue store; VenueStoreUnreadable when it cannot be read)."""
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
         return []
     found: set[str] = set()
     try:
+        # Tables looked up first, so that only a missing table means "no venue store": a
+        # corrupt or locked file is an error, not an empty answer.
+        tables = {
+            row[0]
+            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
         for table in ("venue_orders", "venue_positions", "venue_freezes"):
-            try:
+            if table in tables:
                 found.update(row[0] for row in connection.execute(f"SELECT exchange FROM {table}"))
-            except sqlite3.OperationalError:  # no such table: no live run wrote it
-                continue
+    except sqlite3.DatabaseError as exc:
+        raise VenueStoreUnreadable(f"cannot read the state store {path}: {exc}") from None
     finally:
         connection.close()
     return sorted(found)
