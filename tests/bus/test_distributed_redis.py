@@ -63,15 +63,18 @@ def test_three_worker_processes_and_a_gate_equal_one_process(
 
 
 def _work(bus: object, symbols: list[str], times: int) -> None:
-    """Publish the work directly (no gate): `times` candles of each symbol."""
+    """Publish the work directly (no gate): `times` candles of each symbol, in one round trip,
+    so the workers cannot be through much of it before the test starts watching them."""
     policy, _ = load_fresh()
     data = series(policy)
+    items = []
     for index in range(times):
         for symbol in symbols:
             candle = data[symbol][index]
             work = CandleClosed(symbol, candle.time, candle)
             item = event(f"k9/candle/{symbol}/{candle.time.isoformat()}", work)
-            bus.publish(per_symbol(CANDLES, symbol), item)  # type: ignore[attr-defined]
+            items.append((per_symbol(CANDLES, symbol), item))
+    bus.publish_many(items)  # type: ignore[attr-defined]
 
 
 def test_a_killed_workers_pending_entries_are_reclaimed_none_lost_none_twice(
@@ -104,14 +107,14 @@ def test_a_killed_workers_pending_entries_are_reclaimed_none_lost_none_twice(
         def victim_pending() -> int:
             return sum(bus.pending(s, WORKERS, "victim") for s in streams)
 
-        wait_for(lambda: bus.length(SIGNALS) > 50, "the workers to start reporting")
-        # freeze the victim at a moment it has entries in hand, then kill it
-        for _ in range(2000):
+        # freeze the victim at a moment it has entries in hand (it reads them in batches of 25
+        # and the work was just published, so this is at once), then kill it
+        for _ in range(5000):
             os.kill(victim.pid, signal.SIGSTOP)
             if victim_pending() >= 2:  # at most one commit can be in flight
                 break
             os.kill(victim.pid, signal.SIGCONT)
-            time.sleep(0.005)
+            time.sleep(0.001)
         else:
             raise AssertionError("the victim never had entries in hand")
         import redis
