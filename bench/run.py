@@ -65,8 +65,13 @@ ENV_PREFIX = "QT_AI_"  # policy overrides; stripped so the caller's shell cannot
 DECIMALS = {"s": 3, "ms": 2, "candles/s": 0, "decisions/s": 0, "rows/s": 0}
 SUBPROCESS_TIMEOUT_S = 120.0
 REPLAY_TIMEOUT_S = 600.0
-# The ten BTC-quoted 5m files of the shared data set (57,546 candles); the bundled data when absent.
-SHARED_DATA = Path("/work/shared/data/csv")
+# The ten BTC-quoted 5m files of the shared data set (57,546 candles), in the `shared/` folder
+# beside the repository (AIOS_BENCH_DATA names another); the bundled data when absent.
+SHARED_DATA = Path(
+    os.environ.get(
+        "AIOS_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "csv"
+    )
+)
 SHARED_SYMBOLS = tuple(
     f"{base}/BTC"
     for base in ("ADA", "DASH", "ETC", "ETH", "LTC", "NXT", "TRX", "XLM", "XMR", "ZEC")
