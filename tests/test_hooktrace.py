@@ -229,3 +229,19 @@ def test_an_argument_the_hook_does_not_pass_is_refused_with_a_hint() -> None:
             "refused: aios_filter_entry declares the argument 'intnt', which this hook does not pass (it passes ctx, intent); did you mean 'intent'?",
         )
     ]
+
+
+def test_pluggy_hookcall_monitoring_sees_none_of_the_engine_calls(aios_harness: Factory) -> None:
+    """Why tracing observes call_each: the engine calls implementations one at a time, so
+    pluggy's own monitoring (and wrapper implementations) never run."""
+    harness = aios_harness([Gate()], modes={"gate": "ENFORCED"})
+    monitored: list[str] = []
+    undo = harness.plugin_set.manager.add_hookcall_monitoring(
+        lambda name, impls, kwargs: monitored.append(name), lambda *args: None
+    )
+    observed: list[HookCall] = []
+    with observing(observed.append):
+        harness.entry_cycle(harness.market({"ETH/BTC": [100.0]}), signals=[signal("ETH/BTC")])
+    undo()
+    assert monitored == []
+    assert ("gate", "aios_filter_entry") in [(c.plugin, c.hook) for c in observed]

@@ -3,6 +3,8 @@ into this environment, is found and checked by aios, and is uninstalled again af
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -123,6 +125,8 @@ def installed_scaffold(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
             del sys.modules[module]
     with pytest.raises(PackageNotFoundError):
         distribution(dist)
+    importlib.invalidate_caches()
+    assert importlib.util.find_spec(f"aios_{name}") is None  # no module left behind
 
 
 def test_the_generated_package_installs_and_passes_its_own_tests(
