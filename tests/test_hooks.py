@@ -415,9 +415,21 @@ def test_hook_aios_amplify(aios_harness: Factory) -> None:
     [order] = harness.monitor_cycle([held], eth(harness, (100.0, 104.0))).orders
     assert amplifier.seen == [None]  # no classifier: assessment is None
     assert order.action is OrderAction.SCALE_IN and order.quote_amount == pytest.approx(50.0)
-    # never a scale-in in CRITICAL
-    harness.engine.actual.risk_mode = RiskMode.CRITICAL
-    assert harness.monitor_cycle([held], eth(harness, (100.0, 104.0))).orders == ()
+
+    class Gloom(Probe):
+        name = "gloom"
+
+        @hookimpl
+        def aios_coordinate(self) -> RiskAssessment:
+            return RiskAssessment(RiskMode.CRITICAL, True, "gloomy")
+
+    # never a scale-in in CRITICAL (the risk mode the last entry cycle's coordination set)
+    gloomy = aios_harness(
+        [Amplifier(), Gloom()], modes={"amplifier": "ENFORCED", "gloom": "ENFORCED"}
+    )
+    entry = gloomy.entry_cycle(eth(gloomy))
+    assert entry.outcome is not None and entry.outcome.risk_mode is RiskMode.CRITICAL
+    assert gloomy.monitor_cycle([held], eth(gloomy, (100.0, 104.0))).orders == ()
 
 
 def test_hook_aios_protect(aios_harness: Factory) -> None:
