@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -320,10 +320,16 @@ def _handler(venue: FakeBinance) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextmanager
-def serve(venue: FakeBinance) -> Iterator[str]:
+def serve(venue: FakeBinance) -> AbstractContextManager[str]:
     """Serve `venue` on 127.0.0.1 (a free port); yields the origin, e.g. http://127.0.0.1:4711."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(venue))
+    return serve_handler(_handler(venue))
+
+
+@contextmanager
+def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on 127.0.0.1 (a free port) in a thread; yields the origin (every fake
+    venue of the tests is served this way)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

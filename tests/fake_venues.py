@@ -14,14 +14,15 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
+
+from fake_binance import serve_handler
 
 
 @dataclass(frozen=True)
@@ -272,15 +273,6 @@ def _handler(venue: FakeVenue) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextmanager
-def serve(venue: FakeVenue) -> Iterator[str]:
+def serve(venue: FakeVenue) -> AbstractContextManager[str]:
     """Serve `venue` on 127.0.0.1 (a free port); yields the origin."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(venue))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serve_handler(_handler(venue))
