@@ -11,13 +11,15 @@ malformed JSON. Nothing of ccxt is patched: ccxt is pointed here with `AIOS_BINA
 from __future__ import annotations
 
 import json
+import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlparse
 
 from aios.model import Candle
@@ -305,7 +307,9 @@ def _handler(venue: FakeBinance) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.kind == "timeout":
                 if route == "POST /api/v3/order":
                     venue.executed_unanswered.set()
-                time.sleep(fault.delay_s)  # executed, answered too late
+                # executed, answered too late (or never: the server is closing)
+                if cast(QuietServer, self.server).closing.wait(fault.delay_s):
+                    return None
             return self._send(status, body)
 
         def do_GET(self) -> None:
@@ -329,12 +333,53 @@ def serve(venue: FakeBinance) -> AbstractContextManager[str]:
 def serve_handler(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve `handler` on 127.0.0.1 (a free port) in a thread; yields the origin (every fake
     venue of the tests is served this way)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
+        server.closing.set()
         server.shutdown()
-        server.server_close()
+        server.hang_up()
+        server.server_close()  # joins every request thread: none outlives the test
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A test venue's HTTP server whose request threads all end when it closes.
+
+    A client that hangs up (ccxt's timeout, a killed run) is what the faults are for, not an
+    error; a request thread left writing to it after the test would print a traceback into
+    whatever a later test captures."""
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.closing = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def hang_up(self) -> None:
+        """End every kept-alive connection, so that its request thread returns and is joined."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client went away
+        super().handle_error(request, client_address)

@@ -51,7 +51,7 @@ def test_explain_by_symbol_and_as_json(state: Path) -> None:
         app, ["explain", "ETH/BTC", "--format", "json", "--state-dir", str(state)]
     )
     assert result.exit_code == 0, result.output
-    chains = json.loads(result.output)
+    chains = json.loads(result.stdout)
     assert list(chains) == ["ETH/BTC@1"]
     assert {row["subsystem"] for row in chains["ETH/BTC@1"]} >= {
         "signal_model",
@@ -71,7 +71,7 @@ def test_journal_filters(state: Path) -> None:
         app, ["journal", "--observed", "--format", "json", "--state-dir", str(state)]
     )
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert rows and {row["outcome"] for row in rows} == {"observed"}
     text = runner.invoke(
         app, ["journal", "--subsystem", "portfolio_balancer", "--state-dir", str(state)]

@@ -126,7 +126,7 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: list[str]) -
 
 def check_json(*args: str) -> tuple[int, dict[str, object]]:
     result = CliRunner().invoke(cli, ["plugins", "check", "--format", "json", *args])
-    return result.exit_code, json.loads(result.output)
+    return result.exit_code, json.loads(result.stdout)
 
 
 def messages(report: dict[str, object], plugin: str) -> list[str]:
@@ -237,7 +237,7 @@ def test_list_shows_version_source_hooks_mode_and_health(
         ],
     )
     assert result.exit_code == 0, result.output
-    listing = json.loads(result.output)
+    listing = json.loads(result.stdout)
     assert listing["stage"] == "OBSERVATION"
     rows = {row["name"]: row for row in listing["plugins"] if row["loaded"]}
     assert rows["undeclared"] == {

@@ -165,7 +165,7 @@ def test_status_of_a_run_that_did_not_finish(tmp_path: Path) -> None:
     runtime.journal.flush()
     result = runner.invoke(app, ["status", "--state-dir", str(tmp_path), "--format", "json"])
     assert result.exit_code == 0, result.output
-    current = json.loads(result.output)
+    current = json.loads(result.stdout)
     assert current["status"] == "running"
     assert current["books"]["actual"]["end_equity"] == pytest.approx(1.0)
     assert current["books"]["actual"]["win_rate"] is None

@@ -107,7 +107,7 @@ def refused(result: Any, *fragments: str, code: int = 1) -> None:
 def test_orders_and_positions_list_what_the_store_holds(state: Path) -> None:
     result = venue(state, "orders", "--format", "json")
     assert result.exit_code == 0, result.output
-    rows = {o["client_id"]: o for o in json.loads(result.output)["binance"]}
+    rows = {o["client_id"]: o for o in json.loads(result.stdout)["binance"]}
     assert {cid: o["status"] for cid, o in rows.items()} == {
         "o1": "filled",
         "c1": "unknown",
