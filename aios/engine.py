@@ -157,6 +157,70 @@ class _Book:
     day_start_equity: float | None = None
 
 
+BASELINE_PLAN = ExecutionPlan(OrderType.MARKET, 1, "baseline market order")
+
+
+class _Knobs:
+    """The policy values the engine reads for every signal or hook failure, read once per
+    policy: the same answers as asking the policy each time (`Policy.get` walks the merged
+    document), which a reload changes by swapping the policy object."""
+
+    __slots__ = (
+        "_allows_new_trades",
+        "_fails_closed",
+        "_size_multipliers",
+        "baseline_max",
+        "baseline_sl",
+        "baseline_tp",
+        "min_order_quote",
+        "policy",
+        "stake_fraction",
+        "tpsl_override",
+    )
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.baseline_max = int(policy.get("baseline", "max_open_positions", default=5))
+        self.baseline_tp = float(policy.get("baseline", "tp_pct", default=6.0))
+        self.baseline_sl = float(policy.get("baseline", "sl_pct", default=8.0))
+        self.stake_fraction = float(policy.get("baseline", "stake_pct", default=2.0)) / 100.0
+        self.tpsl_override = bool(
+            policy.get("subsystems", "dynamic_tpsl", "override_baseline", default=True)
+        )
+        self.min_order_quote = float(
+            policy.get("subsystems", "portfolio_balancer", "min_order_quote", default=0.0)
+        )
+        self._allows_new_trades: dict[RiskMode, bool] = {}
+        self._size_multipliers: dict[RiskMode, float] = {}
+        self._fails_closed: dict[str, bool] = {}
+
+    def allows_new_trades(self, mode: RiskMode) -> bool:
+        allowed = self._allows_new_trades.get(mode)
+        if allowed is None:
+            allowed = self._allows_new_trades[mode] = bool(
+                self.policy.get("risk_modes", mode.value, "allow_new_trades", default=True)
+            )
+        return allowed
+
+    def size_multiplier(self, mode: RiskMode) -> float:
+        multiplier = self._size_multipliers.get(mode)
+        if multiplier is None:
+            multiplier = self._size_multipliers[mode] = float(
+                self.policy.get("risk_modes", mode.value, "size_multiplier", default=1.0)
+            )
+        return multiplier
+
+    def fails_closed(self, subsystem: str) -> bool:
+        closed = self._fails_closed.get(subsystem)
+        if closed is None:
+            section = self.policy.get("subsystems", subsystem, default={})
+            closed = self._fails_closed[subsystem] = (
+                isinstance(section, Mapping)
+                and section.get("on_error", "fail_open") == "fail_closed"
+            )
+        return closed
+
+
 def _provisional_position(order: OrderIntent, now: datetime) -> Position:
     """The position an entry order will open, for filtering later entries of the same cycle."""
     price = order.entry_price or 1.0
@@ -198,8 +262,10 @@ class Engine:
         self._effective_of: tuple[Policy, Stage] | None = None
         self._thresholds: dict[tuple[RiskMode, bool], float] = {}
         self._thresholds_of: tuple[Policy, Stage] | None = None
+        self._knobs_memo: _Knobs | None = None
         self._impls: dict[
-            str, tuple[list[Any], tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]]
+            str,
+            tuple[list[Any], Policy, tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]],
         ] = {}
         self.cycle = 0
         self.health: dict[str, PluginHealth] = {name: PluginHealth() for name in plugins.plugins}
@@ -233,24 +299,8 @@ class Engine:
             mode = self._effective[subsystem] = effective_mode(self.own_mode(subsystem), self.stage)
         return mode
 
-    def _tripped(self, subsystem: str) -> bool:
-        state = self.health.get(subsystem)
-        if state is None or state.tripped_until is None or self._now is None:
-            return False
-        # Past the cool-off the plugin is half-open: called again, and one success resets it.
-        return self._now < state.tripped_until
-
-    def _should_call(self, subsystem: str) -> bool:
-        if self.own_mode(subsystem) is Mode.OFF:
-            return False
-        state = self.health.get(subsystem)
-        return state is None or state.tripped_until is None or not self._tripped(subsystem)
-
     def _fails_closed(self, subsystem: str) -> bool:
-        section = self.policy.get("subsystems", subsystem, default={})
-        return (
-            isinstance(section, Mapping) and section.get("on_error", "fail_open") == "fail_closed"
-        )
+        return self._knobs().fails_closed(subsystem)
 
     @staticmethod
     def _outcome(mode: Mode) -> str:
@@ -284,32 +334,40 @@ class Engine:
     def _implementations(
         self, hook: str
     ) -> tuple[tuple[str, Callable[..., Any], tuple[str, ...]], ...]:
-        """(plugin name, function, argument names) of a hook's implementations, in registration
-        order. Remembered per hook while the manager's implementations stay the same objects
-        (pluggy's `get_name` is a scan over every plugin: once per hook, not once per call)."""
+        """(plugin name, function, argument names) of a hook's implementations that the policy
+        does not switch OFF, in registration order. Remembered per hook while the manager's
+        implementations stay the same objects and the policy the same one (pluggy's `get_name`
+        is a scan over every plugin, and a plugin's mode is asked of every call otherwise)."""
         impls = getattr(self.plugins.manager.hook, hook).get_hookimpls()
         cached = self._impls.get(hook)
-        if cached is None or cached[0] != impls:
+        if cached is None or cached[1] is not self.policy or cached[0] != impls:
             manager = self.plugins.manager
             entries = tuple(
-                (manager.get_name(impl.plugin) or "?", impl.function, tuple(impl.argnames))
+                (name, impl.function, tuple(impl.argnames))
                 for impl in impls
+                if self.own_mode(name := manager.get_name(impl.plugin) or "?") is not Mode.OFF
             )
-            cached = self._impls[hook] = (impls, entries)
-        return cached[1]
+            cached = self._impls[hook] = (impls, self.policy, entries)
+        return cached[2]
 
     def _call(self, ctx: CycleContext, hook: str, subject: str, **kwargs: Any) -> list[HookResult]:
         """Call a hook's implementations one by one, so that one raising stops no other (what
         `aios.registry.call_each` does, inlined: this is the engine's innermost loop); journal
-        failures; keep health counts. Only the arguments an implementation declares are passed."""
+        failures; keep health counts. Only the arguments an implementation declares are passed.
+        A plugin switched OFF is not called, nor one tripped until after now (half-open past
+        its cool-off: called again, and one success resets it)."""
         results: list[HookResult] = []
         implementations = self._implementations(hook)
         if not implementations:
             return results
         kwargs["ctx"] = ctx
         health = self.health
+        now = self._now
         for name, function, argnames in implementations:
-            if not self._should_call(name):
+            state = health.get(name)
+            if state is None:
+                state = health[name] = PluginHealth()
+            elif state.tripped_until is not None and now is not None and now < state.tripped_until:
                 continue
             started = perf_counter()
             try:
@@ -322,9 +380,6 @@ class Engine:
             else:
                 result = HookResult(name, value, None, perf_counter() - started)
             results.append(result)
-            state = health.get(name)
-            if state is None:
-                state = health[name] = PluginHealth()
             state.calls += 1
             state.seconds += result.seconds
             if result.error is None:
@@ -898,6 +953,47 @@ class Engine:
             )
         return base * multiplier
 
+    def _knobs(self) -> _Knobs:
+        """The policy values read for every signal, read once per policy (a reload swaps it)."""
+        knobs = self._knobs_memo
+        if knobs is None or knobs.policy is not self.policy:
+            knobs = self._knobs_memo = _Knobs(self.policy)
+        return knobs
+
+    def _gate(
+        self,
+        book: _Book,
+        signal: Signal,
+        threshold: float,
+        open_symbols: set[str],
+        count: int,
+        knobs: _Knobs,
+    ) -> tuple[str, str] | None:
+        """What stops `signal` in `book` before any subsystem is asked, if anything does."""
+        if signal.confidence < threshold:
+            return (
+                "threshold",
+                f"confidence {signal.confidence:.3f} below threshold {threshold:.3f}",
+            )
+        if signal.symbol in open_symbols:
+            return ("baseline", f"a position in {signal.symbol} is already open")
+        if book.directives:
+            return (
+                "self_healing",
+                f"directive {sorted(d.value for d in book.directives)[0]} forbids new trades",
+            )
+        if not book.allow_new_trades or not knobs.allows_new_trades(book.risk_mode):
+            return ("coordinator", f"risk mode {book.risk_mode.value} forbids new trades")
+        if book.universe is not None and signal.symbol not in book.universe:
+            return ("universe_os", f"{signal.symbol} is outside the universe")
+        if (
+            count >= knobs.baseline_max
+            and book is self.actual
+            and not self.applied("portfolio_balancer")
+        ):
+            return ("baseline", f"baseline allows {knobs.baseline_max} open positions")
+        return None
+
     def _entry_pipeline(
         self,
         ctx: CycleContext,
@@ -907,9 +1003,13 @@ class Engine:
         counts: dict[str, int],
         advisories: list[str],
     ) -> tuple[OrderIntent | tuple[str, str], OrderIntent | tuple[str, str]]:
-        """One signal through the pipeline; returns (actual, shadow): an order or (by, reason)."""
+        """One signal through the pipeline; returns (actual, shadow): an order or (by, reason).
+
+        Both books are decided in one pass: the hooks are asked once, about the shadow book
+        (every proposal applied), and the actual book takes what its modes let through."""
         where = {"symbol": signal.symbol, "trace": signal.id}
         subject = f"signal:{signal.id}"
+        knobs = self._knobs()
         # Texts that only the journal reads are formatted only when there is a journal.
         journaled = self.journal is not None
         if journaled:
@@ -927,87 +1027,35 @@ class Engine:
             )
         actual_threshold = self._threshold(self.actual, False)
         shadow_threshold = self._threshold(self.shadow, True)
-        for _observed in self._call(
+        self._call(
             shadow_ctx,
             "aios_observe_signal",
             subject,
             signal=signal,
             threshold=shadow_threshold,
             accepted=signal.confidence >= shadow_threshold,
-        ):
-            pass
+        )
 
-        decisions: dict[str, OrderIntent | tuple[str, str] | None] = {
-            "actual": None,
-            "shadow": None,
-        }
-        gates = {
-            "actual": (self.actual, actual_threshold),
-            "shadow": (self.shadow, shadow_threshold),
-        }
-        baseline_max = int(self.policy.get("baseline", "max_open_positions", default=5))
-        for book_name, (book, threshold) in gates.items():
-            if signal.confidence < threshold:
-                decisions[book_name] = (
-                    "threshold",
-                    f"confidence {signal.confidence:.3f} below threshold {threshold:.3f}",
-                )
-            elif signal.symbol in open_symbols[book_name]:
-                decisions[book_name] = (
-                    "baseline",
-                    f"a position in {signal.symbol} is already open",
-                )
-            elif book.directives:
-                decisions[book_name] = (
-                    "self_healing",
-                    f"directive {sorted(d.value for d in book.directives)[0]} forbids new trades",
-                )
-            elif not book.allow_new_trades or not self.policy.get(
-                "risk_modes", book.risk_mode.value, "allow_new_trades", default=True
-            ):
-                decisions[book_name] = (
-                    "coordinator",
-                    f"risk mode {book.risk_mode.value} forbids new trades",
-                )
-            elif book.universe is not None and signal.symbol not in book.universe:
-                decisions[book_name] = ("universe_os", f"{signal.symbol} is outside the universe")
-            elif (
-                counts[book_name] >= baseline_max
-                and book_name == "actual"
-                and not self.applied("portfolio_balancer")
-            ):
-                decisions[book_name] = (
-                    "baseline",
-                    f"baseline allows {baseline_max} open positions",
-                )
-        first_actual, first_shadow = decisions["actual"], decisions["shadow"]
-        if first_actual is not None and first_shadow is not None:
-            self._journal_blocks(ctx, signal, decisions)
-            return first_actual, first_shadow
+        actual: OrderIntent | tuple[str, str] | None = self._gate(
+            self.actual, signal, actual_threshold, open_symbols["actual"], counts["actual"], knobs
+        )
+        shadow: OrderIntent | tuple[str, str] | None = self._gate(
+            self.shadow, signal, shadow_threshold, open_symbols["shadow"], counts["shadow"], knobs
+        )
+        if actual is not None and shadow is not None:
+            self._journal_blocks(ctx, signal, actual, shadow)
+            return actual, shadow
 
-        baseline_tp = float(self.policy.get("baseline", "tp_pct", default=6.0))
-        baseline_sl = float(self.policy.get("baseline", "sl_pct", default=8.0))
-        stake_pct = float(self.policy.get("baseline", "stake_pct", default=2.0)) / 100.0
-        intents = {
-            "actual": EntryIntent(
-                signal, baseline_tp, baseline_sl, ctx.portfolio.equity * stake_pct, actual_threshold
-            ),
-            "shadow": EntryIntent(
-                signal,
-                baseline_tp,
-                baseline_sl,
-                shadow_ctx.portfolio.equity * stake_pct,
-                shadow_threshold,
-            ),
-        }
+        # The actual book's terms are kept as values; the shadow's as the intent the hooks see.
+        actual_tp = shadow_tp = knobs.baseline_tp
+        actual_sl = shadow_sl = knobs.baseline_sl
+        actual_quote = ctx.portfolio.equity * knobs.stake_fraction
+        shadow_quote = shadow_ctx.portfolio.equity * knobs.stake_fraction
 
         tpsl = self._decisive(
             self._call(shadow_ctx, "aios_adjust_signal", subject, signal=signal), TpSlProposal
         )
         if tpsl is not None:
-            override = bool(
-                self.policy.get("subsystems", "dynamic_tpsl", "override_baseline", default=True)
-            )
             proposal: TpSlProposal = tpsl.value
             applied = self._dispose(
                 ctx,
@@ -1019,51 +1067,42 @@ class Engine:
                 else "",
                 **where,
             )
-            if override:
-                intents["shadow"] = replace(
-                    intents["shadow"], tp_pct=proposal.tp_pct, sl_pct=proposal.sl_pct
-                )
+            if knobs.tpsl_override:
+                shadow_tp, shadow_sl = proposal.tp_pct, proposal.sl_pct
                 if applied:
-                    intents["actual"] = replace(
-                        intents["actual"], tp_pct=proposal.tp_pct, sl_pct=proposal.sl_pct
-                    )
+                    actual_tp, actual_sl = proposal.tp_pct, proposal.sl_pct
 
         # sizing: an absolute amount first, then every multiplier, then the risk mode
-        multipliers = {"actual": 1.0, "shadow": 1.0}
-        for result in self._call(shadow_ctx, "aios_size", subject, intent=intents["shadow"]):
+        actual_multiplier = shadow_multiplier = 1.0
+        sizing = EntryIntent(signal, shadow_tp, shadow_sl, shadow_quote, shadow_threshold)
+        for result in self._call(shadow_ctx, "aios_size", subject, intent=sizing):
             if result.error is not None or not isinstance(result.value, SizeProposal):
                 continue
             size: SizeProposal = result.value
             applied = self._dispose(ctx, result, "aios_size", subject, size.reason, **where)
-            for book_name in ("actual", "shadow"):
-                if book_name == "actual" and not applied:
-                    continue
-                if size.quote_amount is not None:
-                    intents[book_name] = replace(intents[book_name], quote_amount=size.quote_amount)
-                if size.multiplier is not None:
-                    multipliers[book_name] *= size.multiplier
-        for book_name, book in (("actual", self.actual), ("shadow", self.shadow)):
-            if book_name == "shadow" or self.applied("coordinator"):
-                multipliers[book_name] *= float(
-                    self.policy.get(
-                        "risk_modes", book.risk_mode.value, "size_multiplier", default=1.0
-                    )
-                )
-            intents[book_name] = replace(
-                intents[book_name],
-                quote_amount=intents[book_name].quote_amount * multipliers[book_name],
-            )
+            if size.quote_amount is not None:
+                shadow_quote = size.quote_amount
+                if applied:
+                    actual_quote = size.quote_amount
+            if size.multiplier is not None:
+                shadow_multiplier *= size.multiplier
+                if applied:
+                    actual_multiplier *= size.multiplier
+        if self.applied("coordinator"):
+            actual_multiplier *= knobs.size_multiplier(self.actual.risk_mode)
+        shadow_multiplier *= knobs.size_multiplier(self.shadow.risk_mode)
+        actual_quote *= actual_multiplier
+        shadow_quote *= shadow_multiplier
+        intent = EntryIntent(signal, shadow_tp, shadow_sl, shadow_quote, shadow_threshold)
 
-        for result in self._call(
-            shadow_ctx, "aios_filter_entry", subject, intent=intents["shadow"]
-        ):
+        for result in self._call(shadow_ctx, "aios_filter_entry", subject, intent=intent):
             if result.error is not None:
                 if self._fails_closed(result.plugin):
                     verdict_reason = f"{result.plugin} failed (fail_closed): {result.error}"
-                    if decisions["shadow"] is None:
-                        decisions["shadow"] = (result.plugin, verdict_reason)
-                    if decisions["actual"] is None and self.applied(result.plugin):
-                        decisions["actual"] = (result.plugin, verdict_reason)
+                    if shadow is None:
+                        shadow = (result.plugin, verdict_reason)
+                    if actual is None and self.applied(result.plugin):
+                        actual = (result.plugin, verdict_reason)
                 continue
             if not isinstance(result.value, EntryVerdict):
                 continue
@@ -1086,21 +1125,18 @@ class Engine:
                 f"blocks: {verdict.reason}" if journaled else "",
                 **where,
             )
-            if decisions["shadow"] is None:
-                decisions["shadow"] = (result.plugin, verdict.reason)
-            if applied and decisions["actual"] is None:
-                decisions["actual"] = (result.plugin, verdict.reason)
+            if shadow is None:
+                shadow = (result.plugin, verdict.reason)
+            if applied and actual is None:
+                actual = (result.plugin, verdict.reason)
             if self.effective_mode(result.plugin) is Mode.ADVISORY:
                 advisories.append(
                     f"{result.plugin} advises blocking {signal.symbol}: {verdict.reason}"
                 )
 
-        plans = {
-            "actual": ExecutionPlan(OrderType.MARKET, 1, "baseline market order"),
-            "shadow": ExecutionPlan(OrderType.MARKET, 1, "baseline market order"),
-        }
+        actual_plan = shadow_plan = BASELINE_PLAN
         plan_result = self._decisive(
-            self._call(shadow_ctx, "aios_execution_plan", subject, intent=intents["shadow"]),
+            self._call(shadow_ctx, "aios_execution_plan", subject, intent=intent),
             ExecutionPlan,
         )
         if plan_result is not None:
@@ -1113,57 +1149,92 @@ class Engine:
                 else f"{plan.order_type.value} in {plan.slices} slice(s): {plan.reason}"
             )
             applied = self._dispose(ctx, plan_result, "aios_execution_plan", subject, text, **where)
-            plans["shadow"] = plan
+            shadow_plan = plan
             if applied:
-                plans["actual"] = plan
-        for book_name in ("actual", "shadow"):
-            plan = plans[book_name]
-            if decisions[book_name] is None and plan.veto:
-                decisions[book_name] = ("execution", plan.veto)
-            if decisions[book_name] is None:
-                intent = intents[book_name]
-                cash = (ctx if book_name == "actual" else shadow_ctx).portfolio.cash
-                amount = min(intent.quote_amount, cash)
-                minimum = float(
-                    self.policy.get(
-                        "subsystems", "portfolio_balancer", "min_order_quote", default=0.0
-                    )
-                )
-                if amount <= 0 or amount < minimum:
-                    decisions[book_name] = (
-                        "engine",
-                        f"order of {amount:.8g} is below the minimum or the cash available",
-                    )
-                    continue
-                price = signal.price
-                sign = signal.side.sign
-                decisions[book_name] = OrderIntent(
-                    id=self._order_id(ctx),
-                    symbol=signal.symbol,
-                    side=signal.side,
-                    action=OrderAction.OPEN,
-                    reason=f"{book_name} entry on signal {signal.id}",
-                    trace=signal.id,
-                    quote_amount=amount,
-                    order_type=plan.order_type,
-                    slices=plan.slices,
-                    limit_offset_bps=plan.limit_offset_bps,
-                    take_profit=price * (1 + sign * intent.tp_pct / 100.0),
-                    stop_loss=price * (1 - sign * intent.sl_pct / 100.0),
-                    confidence=signal.confidence,
-                    size_multiplier=multipliers[book_name],
-                    entry_price=price,
-                )
-        self._journal_blocks(ctx, signal, decisions)
-        return decisions["actual"], decisions["shadow"]  # type: ignore[return-value]
+                actual_plan = plan
+        if actual is None:
+            actual = self._order(
+                ctx,
+                "actual",
+                signal,
+                actual_plan,
+                actual_quote,
+                actual_tp,
+                actual_sl,
+                actual_multiplier,
+                ctx.portfolio.cash,
+                knobs,
+            )
+        if shadow is None:
+            shadow = self._order(
+                ctx,
+                "shadow",
+                signal,
+                shadow_plan,
+                shadow_quote,
+                shadow_tp,
+                shadow_sl,
+                shadow_multiplier,
+                shadow_ctx.portfolio.cash,
+                knobs,
+            )
+        self._journal_blocks(ctx, signal, actual, shadow)
+        return actual, shadow
+
+    def _order(
+        self,
+        ctx: CycleContext,
+        book_name: str,
+        signal: Signal,
+        plan: ExecutionPlan,
+        quote_amount: float,
+        tp_pct: float,
+        sl_pct: float,
+        multiplier: float,
+        cash: float,
+        knobs: _Knobs,
+    ) -> OrderIntent | tuple[str, str]:
+        """The order a signal that passed every check becomes in one book, unless the plan
+        vetoes it or it is below the minimum or the cash available."""
+        if plan.veto:
+            return ("execution", plan.veto)
+        amount = min(quote_amount, cash)
+        if amount <= 0 or amount < knobs.min_order_quote:
+            return (
+                "engine",
+                f"order of {amount:.8g} is below the minimum or the cash available",
+            )
+        price = signal.price
+        sign = signal.side.sign
+        return OrderIntent(
+            id=self._order_id(ctx),
+            symbol=signal.symbol,
+            side=signal.side,
+            action=OrderAction.OPEN,
+            reason=f"{book_name} entry on signal {signal.id}",
+            trace=signal.id,
+            quote_amount=amount,
+            order_type=plan.order_type,
+            slices=plan.slices,
+            limit_offset_bps=plan.limit_offset_bps,
+            take_profit=price * (1 + sign * tp_pct / 100.0),
+            stop_loss=price * (1 - sign * sl_pct / 100.0),
+            confidence=signal.confidence,
+            size_multiplier=multiplier,
+            entry_price=price,
+        )
 
     def _journal_blocks(
-        self, ctx: CycleContext, signal: Signal, decisions: Mapping[str, Any]
+        self,
+        ctx: CycleContext,
+        signal: Signal,
+        actual: OrderIntent | tuple[str, str] | None,
+        shadow: OrderIntent | tuple[str, str] | None,
     ) -> None:
         if self.journal is None:  # nothing to write, so no text to format
             return
         where = {"symbol": signal.symbol, "trace": signal.id}
-        for book_name, decision in decisions.items():
+        for book_name, decision in (("actual", actual), ("shadow", shadow)):
             if isinstance(decision, OrderIntent):
                 text = f"{book_name} order {decision.id}: {decision.side.value} {decision.quote_amount:.8g} {decision.symbol}, TP {decision.take_profit:.8g}, SL {decision.stop_loss:.8g}"
                 self._journal(
