@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 #: 2: no secondary indexes (version 1 had three; opening a journal for writing drops them).
 SCHEMA_VERSION = 2
@@ -64,9 +64,12 @@ class JournalError(Exception):
     """The journal cannot be opened or written (corrupt file, locked, unwritable)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """One journal row."""
+class Decision(NamedTuple):
+    """One journal row, as the engine queues it.
+
+    A named tuple rather than a frozen dataclass: a replay makes about 37 of them per candle
+    time, and a tuple is built in a fraction of the time a frozen record's per-field
+    `object.__setattr__` takes. It is as immutable, and only the journal reads it."""
 
     run_id: str
     cycle: int
@@ -198,26 +201,42 @@ encode_json = _encoder()
 
 def _row(decision: Decision, times: dict[datetime, str] | None = None) -> tuple[Any, ...]:
     """One row's values; `times` remembers isoformat strings (a batch's rows share a few)."""
-    stamp = None if times is None else times.get(decision.time)
+    (
+        run_id,
+        cycle,
+        time,
+        subsystem,
+        hook,
+        subject,
+        proposal,
+        mode,
+        outcome,
+        applied,
+        reason,
+        policy_hash,
+        symbol,
+        trace,
+    ) = decision
+    stamp = None if times is None else times.get(time)
     if stamp is None:
-        stamp = decision.time.isoformat()
+        stamp = time.isoformat()
         if times is not None:
-            times[decision.time] = stamp
+            times[time] = stamp
     return (
-        decision.run_id,
-        decision.cycle,
+        run_id,
+        cycle,
         stamp,
-        decision.subsystem,
-        decision.hook,
-        decision.subject,
-        decision.symbol,
-        decision.trace,
-        encode_json(to_jsonable(decision.proposal)),
-        decision.mode,
-        decision.outcome,
-        1 if decision.applied else 0,
-        decision.reason,
-        decision.policy_hash,
+        subsystem,
+        hook,
+        subject,
+        symbol,
+        trace,
+        encode_json(to_jsonable(proposal)),
+        mode,
+        outcome,
+        1 if applied else 0,
+        reason,
+        policy_hash,
     )
 
 
