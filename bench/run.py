@@ -964,6 +964,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help=f"also write the results here (default: {DEFAULT_JSON.relative_to(REPO)})",
     )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[benchmark.__name__ for benchmark in BENCHMARKS],
+        metavar="BENCHMARK",
+        help="run only this benchmark (repeatable): "
+        + ", ".join(benchmark.__name__ for benchmark in BENCHMARKS),
+    )
     return parser.parse_args(argv)
 
 
@@ -973,7 +981,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings(quick=args.quick)
     info = machine()
     print(header(info, settings), flush=True)
-    figures = [fig for benchmark in BENCHMARKS for fig in benchmark(settings)]
+    chosen = [b for b in BENCHMARKS if not args.only or b.__name__ in args.only]
+    figures = [fig for benchmark in chosen for fig in benchmark(settings)]
     print()
     print(table(figures))
     write_json(args.json, info, settings, figures)
