@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aios.policy.issues import Issue, KeyPath, Location, did_you_mean
+from aios.policy.issues import Issue, KeyPath, Location, did_you_mean, format_path
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -63,6 +63,109 @@ def compose_schema(sections: Mapping[str, Mapping[str, Any]] | None = None) -> d
             _COMPOSED.clear()
         _COMPOSED[key] = composed
     return composed
+
+
+def section_problem(name: str, fragment: Any) -> str | None:
+    """Why a plugin's policy section cannot be composed into the policy schema (None: it can).
+
+    The one check of a section's schema, used when plugins are loaded (a refused section is left
+    out and reported, so one broken plugin cannot invalidate every policy) and by
+    `aios plugins check`. A section must be a mapping, a valid JSON Schema (Draft 2020-12, with
+    the `regex` format checked), and every `$ref` in it must point inside the policy schema
+    (`#/...`): aios fetches no schema from anywhere, and an unresolvable one would fail every
+    validation.
+    """
+    if not isinstance(fragment, Mapping):
+        return f"the policy section schema is a {type(fragment).__name__}, not a mapping"
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(fragment)
+    except SchemaError as exc:
+        where = format_path(tuple(exc.absolute_path)) if exc.absolute_path else "its top level"
+        return f"the policy section is not a valid JSON Schema at {where}: {exc.message}"
+    except Exception as exc:  # not JSON data at all (a set, an object): no validator copes
+        return f"the policy section schema cannot be checked: {type(exc).__name__}: {exc}"
+    root = _compose(core_schema(), {name: fragment}) if name not in _core_sections() else None
+    for path, reference in _references(fragment, ()):
+        where = format_path(path)
+        if not isinstance(reference, str) or not reference.startswith("#/"):
+            return f"the policy section's {where} is {reference!r}: a section may only refer inside the policy schema (#/$defs/...)"
+        if root is not None and not _pointer_resolves(root, reference):
+            return f"the policy section's {where} is {reference!r}, which does not resolve in the policy schema"
+    return None
+
+
+def usable_sections(
+    sections: Sequence[tuple[str, Any]],
+) -> tuple[list[tuple[str, Mapping[str, Any]]], list[tuple[str, str]]]:
+    """The sections that compose into a usable policy schema, in order, and why each other one
+    does not (`section_problem`, then the validator the policy is checked with, built once for
+    all of them: the build a policy load would do anyway, so a good set costs nothing more)."""
+    good: list[tuple[str, Mapping[str, Any]]] = []
+    bad: list[tuple[str, str]] = []
+    for name, fragment in sections:
+        problem = section_problem(name, fragment)
+        if problem is None:
+            good.append((name, fragment))
+        else:
+            bad.append((name, problem))
+    if not good:
+        return good, bad
+    try:
+        composed = compose_schema(dict(good))
+    except ValueError:  # a section named like a core subsystem: the policy load reports it
+        return good, bad
+    try:
+        _cached(composed)
+        return good, bad
+    except Exception:  # the Rust validator refuses the composition: find whose section it is
+        pass
+    kept: list[tuple[str, Mapping[str, Any]]] = []
+    for name, fragment in good:
+        try:
+            _fast_validator(_compose(core_schema(), {name: fragment}))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            inside = ("properties", "subsystems", "properties", name)
+            path = tuple(getattr(exc, "instance_path", None) or ())
+            where = f" at {format_path(path[4:])}" if path[:4] == inside and path[4:] else ""
+            bad.append(
+                (name, f"the policy section cannot be compiled into the policy schema{where}: {first}")
+            )
+            continue
+        kept.append((name, fragment))
+    return kept, bad
+
+
+def _core_sections() -> Mapping[str, Any]:
+    sections: Mapping[str, Any] = core_schema()["properties"]["subsystems"]["properties"]
+    return sections
+
+
+def _references(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
+    """Every `$ref` / `$dynamicRef` in a schema, with its path."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef"):
+                yield (*path, key), value
+            else:
+                yield from _references(value, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _references(item, (*path, index))
+
+
+def _pointer_resolves(root: Mapping[str, Any], reference: str) -> bool:
+    """Whether `resolve` can follow this local reference (it walks the pointer's parts)."""
+    node: Any = root
+    for part in reference.lstrip("#/").split("/"):  # as `resolve` reads it
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return False
+    return isinstance(node, Mapping)
 
 
 # Composed schemas by their sections' JSON text: a hot reload with the same plugins gets the
