@@ -80,13 +80,15 @@ def section_problem(name: str, fragment: Any) -> str | None:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
+    try:  # checked as JSON data: a tuple where a list belongs is a list to the validators
+        data = json.loads(json.dumps(fragment))
+    except (TypeError, ValueError) as exc:  # a set, an object: no validator copes
+        return f"the policy section schema is not JSON data: {exc}"
     try:
-        Draft202012Validator.check_schema(fragment)
+        Draft202012Validator.check_schema(data)
     except SchemaError as exc:
         where = format_path(tuple(exc.absolute_path)) if exc.absolute_path else "its top level"
         return f"the policy section is not a valid JSON Schema at {where}: {exc.message}"
-    except Exception as exc:  # not JSON data at all (a set, an object): no validator copes
-        return f"the policy section schema cannot be checked: {type(exc).__name__}: {exc}"
     root = _compose(core_schema(), {name: fragment}) if name not in _core_sections() else None
     for path, reference in _references(fragment, ()):
         where = format_path(path)
