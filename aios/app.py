@@ -55,9 +55,7 @@ def plugin_declarations(plugins: PluginSet) -> Declarations:
 
     def report(name: str, exc: BaseException) -> None:
         record(
-            LoadProblem(
-                name, f"declaration hook raised {type(exc).__name__}: {exc}", "declaration"
-            )
+            LoadProblem(name, f"declaration hook raised {type(exc).__name__}: {exc}", "declaration")
         )
 
     declared: list[tuple[str, Any]] = []

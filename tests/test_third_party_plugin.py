@@ -162,9 +162,8 @@ def test_the_example_package_passes_its_own_tests(installed: Path) -> None:
 def test_a_plugin_whose_section_is_no_json_schema_stays_off_and_the_others_run(
     installed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_plugins_cli import install
-
     from aios.model import own_mode
+    from tests.test_plugins_cli import install
 
     install(tmp_path, monkeypatch, ["bad_blocker"])  # would block every entry if it were on
     policy, plugins = app.load([DEFAULT, overlay_file(tmp_path)], env={})
@@ -191,7 +190,10 @@ def test_a_plugin_whose_section_is_no_json_schema_stays_off_and_the_others_run(
             market.advance(now)
             prices = {s: market.last(s).close for s in market.symbols if market.last(s) is not None}  # type: ignore[union-attr]
             engine.entry_cycle(
-                now, market, PortfolioView(1.0, 1.0, prices=prices), component_health=healthy_components()
+                now,
+                market,
+                PortfolioView(1.0, 1.0, prices=prices),
+                component_health=healthy_components(),
             )
         reader = journal.reader()
         assert reader.query(subsystem="spike_guard"), "the sound plugin runs"

@@ -134,7 +134,10 @@ def usable_sections(
             path = tuple(getattr(exc, "instance_path", None) or ())
             where = f" at {format_path(path[4:])}" if path[:4] == inside and path[4:] else ""
             bad.append(
-                (name, f"the policy section cannot be compiled into the policy schema{where}: {first}")
+                (
+                    name,
+                    f"the policy section cannot be compiled into the policy schema{where}: {first}",
+                )
             )
             continue
         kept.append((name, fragment))
