@@ -77,26 +77,33 @@ def section_problem(name: str, fragment: Any) -> str | None:
     """
     if not isinstance(fragment, Mapping):
         return f"the policy section schema is a {type(fragment).__name__}, not a mapping"
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
+    from jsonschema.exceptions import best_match
 
     try:  # checked as JSON data: a tuple where a list belongs is a list to the validators
         data = json.loads(json.dumps(fragment))
     except (TypeError, ValueError) as exc:  # a set, an object: no validator copes
         return f"the policy section schema is not JSON data: {exc}"
-    try:
-        Draft202012Validator.check_schema(data)
-    except SchemaError as exc:
-        where = format_path(tuple(exc.absolute_path)) if exc.absolute_path else "its top level"
-        return f"the policy section is not a valid JSON Schema at {where}: {exc.message}"
-    root = _compose(core_schema(), {name: fragment}) if name not in _core_sections() else None
+    error = best_match(_metaschema_validator().iter_errors(data))  # what check_schema reports
+    if error is not None:
+        where = format_path(tuple(error.absolute_path)) if error.absolute_path else "its top level"
+        return f"the policy section is not a valid JSON Schema at {where}: {error.message}"
     for path, reference in _references(fragment, ()):
         where = format_path(path)
         if not isinstance(reference, str) or not reference.startswith("#/"):
             return f"the policy section's {where} is {reference!r}: a section may only refer inside the policy schema (#/$defs/...)"
-        if root is not None and not _pointer_resolves(root, reference):
+        if not _pointer_resolves(name, fragment, reference):
             return f"the policy section's {where} is {reference!r}, which does not resolve in the policy schema"
     return None
+
+
+@lru_cache(maxsize=1)
+def _metaschema_validator() -> Validator:
+    """`Draft202012Validator.check_schema`'s validator, built once (it builds one every call)."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(
+        Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def usable_sections(
@@ -144,11 +151,6 @@ def usable_sections(
     return kept, bad
 
 
-def _core_sections() -> Mapping[str, Any]:
-    sections: Mapping[str, Any] = core_schema()["properties"]["subsystems"]["properties"]
-    return sections
-
-
 def _references(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
     """Every `$ref` / `$dynamicRef` in a schema, with its path."""
     if isinstance(node, Mapping):
@@ -162,10 +164,15 @@ def _references(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
             yield from _references(item, (*path, index))
 
 
-def _pointer_resolves(root: Mapping[str, Any], reference: str) -> bool:
-    """Whether `resolve` can follow this local reference (it walks the pointer's parts)."""
-    node: Any = root
-    for part in reference.lstrip("#/").split("/"):  # as `resolve` reads it
+def _pointer_resolves(name: str, fragment: Mapping[str, Any], reference: str) -> bool:
+    """Whether `resolve` can follow this local reference (it walks the pointer's parts) in the
+    policy schema the section is composed into: the core's, or the section's own at
+    `#/properties/subsystems/properties/<name>/...` (found without composing a copy)."""
+    parts = reference.lstrip("#/").split("/")  # as `resolve` reads it
+    node: Any = core_schema()
+    if parts[:4] == ["properties", "subsystems", "properties", name]:
+        node, parts = fragment, parts[4:]
+    for part in parts:
         if isinstance(node, Mapping) and part in node:
             node = node[part]
         else:
