@@ -41,29 +41,55 @@ def _plugin_lists(documents: Sequence[SourceDocument]) -> tuple[list[str], list[
 
 
 def plugin_declarations(plugins: PluginSet) -> Declarations:
-    """What the loaded plugins declare, in hook order; a failing one is added to the problems."""
+    """What the loaded plugins declare, in hook order. A declaration hook that raises, or a
+    policy section that cannot be composed into the policy schema, is added to the problems
+    (once, however often this is called) and that plugin's section left out: it then has no
+    configurable section, so it stays OFF, and the policy validates as if it declared none."""
     from aios.model import PolicySection
+    from aios.policy.schema import usable_sections
     from aios.registry import LoadProblem, call_each
 
-    sections: list[tuple[str, Mapping[str, Any]]] = []
-    metrics: list[MetricSpec] = []
+    def record(problem: LoadProblem) -> None:
+        if problem not in plugins.problems:  # the engine, reloads and `plugins check` ask again
+            plugins.problems.append(problem)
 
     def report(name: str, exc: BaseException) -> None:
-        plugins.problems.append(
-            LoadProblem(name, f"declaration hook raised {type(exc).__name__}: {exc}")
+        record(
+            LoadProblem(name, f"declaration hook raised {type(exc).__name__}: {exc}", "declaration")
         )
 
+    declared: list[tuple[str, Any]] = []
+    metrics: list[MetricSpec] = []
     for result in call_each(plugins.manager, "aios_policy_section", {}, lambda name: True, report):
-        if isinstance(result.value, PolicySection):
-            if result.value.name != result.plugin:
-                plugins.problems.append(
-                    LoadProblem(
-                        result.plugin,
-                        f"declares the section {result.value.name!r}; a plugin's section is its own name",
-                    )
+        if result.value is None:
+            continue
+        if not isinstance(result.value, PolicySection):
+            record(
+                LoadProblem(
+                    result.plugin,
+                    f"aios_policy_section returned {type(result.value).__name__}, not a PolicySection",
+                    "section",
                 )
-                continue
-            sections.append((result.value.name, result.value.schema))
+            )
+        elif result.value.name != result.plugin:
+            record(
+                LoadProblem(
+                    result.plugin,
+                    f"declares the section {result.value.name!r}; a plugin's section is its own name",
+                    "declaration",
+                )
+            )
+        else:
+            declared.append((result.value.name, result.value.schema))
+    sections, refused = usable_sections(declared)
+    for name, problem in refused:
+        record(
+            LoadProblem(
+                name,
+                f"{problem}; the section is left out, so subsystems.{name} cannot be configured and {name} stays OFF",
+                "section",
+            )
+        )
     for result in call_each(plugins.manager, "aios_metrics", {}, lambda name: True, report):
         for spec in result.value or ():
             if isinstance(spec, MetricSpec):

@@ -210,34 +210,18 @@ def _sample_market(symbols: list[str]) -> Any:
 
 def check_plugins(loaded: Loaded) -> list[Finding]:
     """Every finding about the loaded plugins (the checks are documented in the module)."""
-    from aios.app import declarations
+    from aios.app import plugin_declarations
     from aios.metrics import CORE_METRICS, MetricSpec
-    from aios.model import PolicySection
     from aios.policy.schema import core_schema
     from aios.registry import call_each
 
     plugins = loaded.plugins
+    # Records raising declaration hooks and unusable sections as problems (once: a load that
+    # validated the policy recorded them already).
+    sections = dict(plugin_declarations(plugins).sections)
     findings = [Finding("error", p.kind, p.source, p.message) for p in plugins.problems]
-    known_problems = len(plugins.problems)
-    declarations(plugins)  # records raising declaration hooks as problems
-    findings += [
-        Finding("error", "declaration", p.source, p.message)
-        for p in plugins.problems[known_problems:]
-    ]
+    refused_sections = {p.source for p in plugins.problems if p.kind == "section"}
     core_sections = core_schema()["properties"]["subsystems"]["properties"]
-    sections: dict[str, Any] = {}
-    for result in call_each(plugins.manager, "aios_policy_section", {}, lambda n: True):
-        if isinstance(result.value, PolicySection):
-            sections[result.plugin] = result.value.schema
-        elif result.value is not None:
-            findings.append(
-                Finding(
-                    "error",
-                    "section",
-                    result.plugin,
-                    f"aios_policy_section returned {type(result.value).__name__}, not a PolicySection",
-                )
-            )
     for name, schema in sections.items():
         findings += _section_findings(name, schema)
 
@@ -288,7 +272,7 @@ def check_plugins(loaded: Loaded) -> list[Finding]:
                     'declares no hook contract version: add aios_contract = "1.0" (the version it is written against)',
                 )
             )
-        if name not in sections and name not in core_sections:
+        if name not in sections and name not in core_sections and name not in refused_sections:
             findings.append(
                 Finding(
                     "warning",
@@ -312,27 +296,16 @@ def check_plugins(loaded: Loaded) -> list[Finding]:
     return findings
 
 
-def _section_findings(name: str, schema: Any) -> list[Finding]:
+def _section_findings(name: str, schema: Mapping[str, Any]) -> list[Finding]:
+    """What is wrong with a section that composes (one that does not is a load problem, checked
+    by `aios.policy.schema.section_problem`): redefined common keys, defaults it refuses."""
     from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import SchemaError
 
     def error(message: str) -> Finding:
         return Finding("error", "section", name, message)
 
-    if not isinstance(schema, dict):
-        return [error(f"the policy section schema is a {type(schema).__name__}, not a mapping")]
     findings: list[Finding] = []
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        where = ".".join(str(p) for p in exc.absolute_path) or "(top)"
-        findings.append(
-            error(f"the policy section is not a valid JSON Schema at {where}: {exc.message}")
-        )
-        return findings
     properties = schema.get("properties", {})
-    if not isinstance(properties, dict):
-        return [error("the policy section's `properties` is not a mapping")]
     for key in COMMON_KEYS:
         if key in properties:
             findings.append(

@@ -19,8 +19,8 @@ can never accept a policy the plugins would refuse (or refuse one they accept):
 
 It is written only after a discovery with no plugin filter (`plugins.allow` and `plugins.deny`
 empty, as in the bundled policies) and no loading problem: a plugin that failed to import, a
-declaration hook that raised or two plugins with one name keep every run on the full path, which
-reports them. A hit applies the policy's allow/deny lists to the cached declarations. Plugins'
+declaration hook that raised, a policy section left out as unusable or two plugins with one name
+keep every run on the full path, which reports them. A hit applies the policy's allow/deny lists to the cached declarations. Plugins'
 declarations must depend on their code only (not on the environment or the time); that is the
 hook contract. Set `AIOS_PLUGIN_CACHE=off` to never use it, `AIOS_CACHE_DIR` to move it (default
 `$XDG_CACHE_HOME/aios`, else `~/.cache/aios`). An unreadable, corrupt or unwritable cache is

@@ -45,7 +45,9 @@ class LoadedPlugin:
 class LoadProblem:
     """A plugin that was not loaded, and why (shown by `aios plugins check` and the journal).
 
-    `kind` names the check that failed, for tools: import, name, contract, hooks, declaration.
+    `kind` names the check that failed, for tools: import, name, contract, hooks, declaration
+    (a declaration hook raised, or declared another plugin's section), section (a policy section
+    that is not a usable JSON Schema: left out of the policy schema, the plugin stays OFF).
     """
 
     source: str

@@ -19,7 +19,7 @@ from aios.cli import app as cli
 MODULE = """
 from aios.hookspecs import hookimpl
 from aios.metrics import MetricSpec
-from aios.model import PolicySection
+from aios.model import EntryVerdict, PolicySection
 
 
 class Section:
@@ -50,6 +50,36 @@ class BadSchema:
     @hookimpl
     def aios_policy_section(self):
         return PolicySection(self.name, {"properties": {"limit": {"type": "nmber"}}})
+
+
+class NotASchema:
+    name = "not_a_schema"
+    aios_contract = "1.0"
+
+    @hookimpl
+    def aios_policy_section(self):
+        return PolicySection(self.name, {"properties": 5})
+
+
+class BadBlocker:  # would block every entry if it ran; its section is no JSON Schema: OFF
+    name = "bad_blocker"
+    aios_contract = "1.0"
+
+    @hookimpl
+    def aios_policy_section(self):
+        return PolicySection(self.name, {"type": "not-a-type"})
+
+    @hookimpl
+    def aios_filter_entry(self, ctx, intent):
+        return EntryVerdict(False, "bad_blocker blocks everything")
+
+
+class Raising(Section):
+    name = "raising"
+
+    @hookimpl
+    def aios_policy_section(self):
+        raise RuntimeError("no licence key")
 
 
 class Redefines:
@@ -104,6 +134,9 @@ ENTRY_POINTS = {
     "typo": "Typo",
     "future": "Future",
     "bad_schema": "BadSchema",
+    "not_a_schema": "NotASchema",
+    "raising": "Raising",
+    "bad_blocker": "BadBlocker",
     "redefines": "Redefines",
     "undeclared": "Undeclared",
     "clash": "Clash",
@@ -159,8 +192,18 @@ def test_each_problem_is_reported_with_the_plugin_and_exit_status_1(
     assert messages(report, "Future") == [
         "error contract: declares hook contract 2.0, this aios provides 1.0 (major 1 required)"
     ]
-    assert messages(report, "bad_schema") == [
-        "error section: the policy section is not a valid JSON Schema at properties.limit.type: 'nmber' is not valid under any of the given schemas"
+    left_out = "the section is left out, so subsystems.{0} cannot be configured and {0} stays OFF"
+    assert messages(report, "bad_schema") == [  # once, and no "declares no section" beside it
+        "error section: the policy section is not a valid JSON Schema at properties.limit.type: 'nmber' is not valid under any of the given schemas; "
+        + left_out.format("bad_schema")
+    ]
+    assert messages(report, "not_a_schema") == [
+        "error section: the policy section is not a valid JSON Schema at properties: 5 is not of type 'object'; "
+        + left_out.format("not_a_schema")
+    ]
+    assert messages(report, "raising") == [
+        "error declaration: declaration hook raised RuntimeError: no licence key",
+        "warning section: declares no policy section (aios_policy_section): subsystems.raising cannot be configured, so it stays OFF",
     ]
     assert messages(report, "redefines") == [
         "error section: the policy section redefines the common key 'mode' (aios adds enabled, mode and on_error)",
@@ -178,12 +221,50 @@ def test_each_problem_is_reported_with_the_plugin_and_exit_status_1(
         'warning contract: declares no hook contract version: add aios_contract = "1.0" (the version it is written against)',
         "warning section: declares no policy section (aios_policy_section): subsystems.silent cannot be configured, so it stays OFF",
     ]
-    assert messages(report, "<policy>") == [  # the invalid section makes the policy invalid
-        """error policy: <plugins>: (root): "nmber" is not valid under any of the schemas listed in the 'anyOf' keyword"""
-    ]
+    assert messages(report, "<policy>") == []  # the broken sections are left out of its schema
     assert messages(report, "Missing") == [
         "error import: failed to import: AttributeError: module 'badplugs_module' has no attribute 'Missing'"
     ]
+
+
+def test_a_policy_configuring_a_left_out_section_is_invalid_and_the_section_reported_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy does not validate here, so `check` loads the plugins afresh: the same single
+    finding per plugin as when it validates."""
+    install(tmp_path, monkeypatch, ["bad_schema", "raising"])
+    overlay = tmp_path / "on.yaml"
+    overlay.write_text("subsystems:\n  bad_schema:\n    mode: ENFORCED\n")
+    default = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    code, report = check_json("-p", str(default), "-p", str(overlay))
+    assert code == 1
+    assert [m.split(":")[0] for m in messages(report, "bad_schema")] == ["error section"]
+    assert [m.split(":")[0] for m in messages(report, "raising")] == [
+        "error declaration",
+        "warning section",
+    ]
+    [policy_error] = messages(report, "<policy>")
+    assert f"{overlay}:2:3: subsystems.bad_schema: unknown key 'bad_schema'" in policy_error
+
+
+def test_validate_warns_about_a_left_out_section_every_time_and_the_policy_stays_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(tmp_path, monkeypatch, ["bad_schema", "not_a_schema"])
+    default = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    for _ in range(2):  # a plugin with a problem is never cached as sound: warned again
+        result = CliRunner().invoke(cli, ["validate", str(default)])
+        assert result.exit_code == 0, result.output
+        assert "Traceback" not in result.output
+        lines = result.stdout.splitlines()
+        assert (
+            "plugin bad_schema: warning: (root): the policy section is not a valid JSON Schema at properties.limit.type: 'nmber' is not valid under any of the given schemas; the section is left out, so subsystems.bad_schema cannot be configured and bad_schema stays OFF"
+            in lines
+        )
+        assert [line for line in lines if "not_a_schema" in line] == [
+            "plugin not_a_schema: warning: (root): the policy section is not a valid JSON Schema at properties: 5 is not of type 'object'; the section is left out, so subsystems.not_a_schema cannot be configured and not_a_schema stays OFF"
+        ]
+        assert "valid (policy hash" in result.stdout
 
 
 def test_warnings_pass_unless_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

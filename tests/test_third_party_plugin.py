@@ -157,3 +157,44 @@ def test_the_example_package_passes_its_own_tests(installed: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_plugin_whose_section_is_no_json_schema_stays_off_and_the_others_run(
+    installed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aios.model import own_mode
+    from tests.test_plugins_cli import install
+
+    install(tmp_path, monkeypatch, ["bad_blocker"])  # would block every entry if it were on
+    policy, plugins = app.load([DEFAULT, overlay_file(tmp_path)], env={})
+    assert {"bad_blocker", "spike_guard"} <= set(plugins.plugins)
+    [problem] = [p for p in plugins.problems if p.source == "bad_blocker"]
+    assert problem.kind == "section"
+    assert "not a valid JSON Schema at type: 'not-a-type'" in problem.message
+    assert own_mode(policy, "bad_blocker").name == "OFF"
+    assert policy.get("subsystems", "spike_guard", "max_candle_range_pct") == 0.8
+    bad = tmp_path / "bad.yaml"  # the sibling's section is still enforced, with the key path
+    bad.write_text("subsystems:\n  spike_guard:\n    max_candle_range_pct: fast\n")
+    with pytest.raises(PolicyInvalid) as caught:
+        app.load([DEFAULT, overlay_file(tmp_path), bad], env={})
+    assert [i.path for i in caught.value.errors] == [
+        ("subsystems", "spike_guard", "max_candle_range_pct")
+    ]
+
+    series = load_directory(bundled_data_dir(), ["ETH/BTC", "LTC/BTC", "XMR/BTC"])
+    times = sorted({c.time for candles in series.values() for c in candles})[:400]
+    market = InMemoryMarket(series)
+    with Journal(":memory:") as journal:
+        engine = Engine(policy, plugins, journal, stage=Stage.AUTONOMY, run_id="t")
+        for now in times:
+            market.advance(now)
+            prices = {s: market.last(s).close for s in market.symbols if market.last(s) is not None}  # type: ignore[union-attr]
+            engine.entry_cycle(
+                now,
+                market,
+                PortfolioView(1.0, 1.0, prices=prices),
+                component_health=healthy_components(),
+            )
+        reader = journal.reader()
+        assert reader.query(subsystem="spike_guard"), "the sound plugin runs"
+        assert reader.query(subsystem="bad_blocker") == []

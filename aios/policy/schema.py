@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aios.policy.issues import Issue, KeyPath, Location, did_you_mean
+from aios.policy.issues import Issue, KeyPath, Location, did_you_mean, format_path
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -63,6 +63,121 @@ def compose_schema(sections: Mapping[str, Mapping[str, Any]] | None = None) -> d
             _COMPOSED.clear()
         _COMPOSED[key] = composed
     return composed
+
+
+def section_problem(name: str, fragment: Any) -> str | None:
+    """Why a plugin's policy section cannot be composed into the policy schema (None: it can).
+
+    The one check of a section's schema, used when plugins are loaded (a refused section is left
+    out and reported, so one broken plugin cannot invalidate every policy) and by
+    `aios plugins check`. A section must be a mapping, a valid JSON Schema (Draft 2020-12, with
+    the `regex` format checked), and every `$ref` in it must point inside the policy schema
+    (`#/...`): aios fetches no schema from anywhere, and an unresolvable one would fail every
+    validation.
+    """
+    if not isinstance(fragment, Mapping):
+        return f"the policy section schema is a {type(fragment).__name__}, not a mapping"
+    from jsonschema.exceptions import best_match
+
+    try:  # checked as JSON data: a tuple where a list belongs is a list to the validators
+        data = json.loads(json.dumps(fragment))
+    except (TypeError, ValueError) as exc:  # a set, an object: no validator copes
+        return f"the policy section schema is not JSON data: {exc}"
+    error = best_match(_metaschema_validator().iter_errors(data))  # what check_schema reports
+    if error is not None:
+        where = format_path(tuple(error.absolute_path)) if error.absolute_path else "its top level"
+        return f"the policy section is not a valid JSON Schema at {where}: {error.message}"
+    for path, reference in _references(fragment, ()):
+        where = format_path(path)
+        if not isinstance(reference, str) or not reference.startswith("#/"):
+            return f"the policy section's {where} is {reference!r}: a section may only refer inside the policy schema (#/$defs/...)"
+        if not _pointer_resolves(name, fragment, reference):
+            return f"the policy section's {where} is {reference!r}, which does not resolve in the policy schema"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _metaschema_validator() -> Validator:
+    """`Draft202012Validator.check_schema`'s validator, built once (it builds one every call)."""
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(
+        Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def usable_sections(
+    sections: Sequence[tuple[str, Any]],
+) -> tuple[list[tuple[str, Mapping[str, Any]]], list[tuple[str, str]]]:
+    """The sections that compose into a usable policy schema, in order, and why each other one
+    does not (`section_problem`, then the validator the policy is checked with, built once for
+    all of them: the build a policy load would do anyway, so a good set costs nothing more)."""
+    good: list[tuple[str, Mapping[str, Any]]] = []
+    bad: list[tuple[str, str]] = []
+    for name, fragment in sections:
+        problem = section_problem(name, fragment)
+        if problem is None:
+            good.append((name, fragment))
+        else:
+            bad.append((name, problem))
+    if not good:
+        return good, bad
+    try:
+        composed = compose_schema(dict(good))
+    except ValueError:  # a section named like a core subsystem: the policy load reports it
+        return good, bad
+    try:
+        _cached(composed)
+        return good, bad
+    except Exception:  # the Rust validator refuses the composition: find whose section it is
+        pass
+    kept: list[tuple[str, Mapping[str, Any]]] = []
+    for name, fragment in good:
+        try:
+            _fast_validator(_compose(core_schema(), {name: fragment}))
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            inside = ("properties", "subsystems", "properties", name)
+            path = tuple(getattr(exc, "instance_path", None) or ())
+            where = f" at {format_path(path[4:])}" if path[:4] == inside and path[4:] else ""
+            bad.append(
+                (
+                    name,
+                    f"the policy section cannot be compiled into the policy schema{where}: {first}",
+                )
+            )
+            continue
+        kept.append((name, fragment))
+    return kept, bad
+
+
+def _references(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Any]]:
+    """Every `$ref` / `$dynamicRef` in a schema, with its path."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef"):
+                yield (*path, key), value
+            else:
+                yield from _references(value, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _references(item, (*path, index))
+
+
+def _pointer_resolves(name: str, fragment: Mapping[str, Any], reference: str) -> bool:
+    """Whether `resolve` can follow this local reference (it walks the pointer's parts) in the
+    policy schema the section is composed into: the core's, or the section's own at
+    `#/properties/subsystems/properties/<name>/...` (found without composing a copy)."""
+    parts = reference.lstrip("#/").split("/")  # as `resolve` reads it
+    node: Any = core_schema()
+    if parts[:4] == ["properties", "subsystems", "properties", name]:
+        node, parts = fragment, parts[4:]
+    for part in parts:
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return False
+    return isinstance(node, Mapping)
 
 
 # Composed schemas by their sections' JSON text: a hot reload with the same plugins gets the
