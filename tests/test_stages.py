@@ -664,3 +664,31 @@ def test_the_operators_rows_never_stand_for_the_latest_run(tmp_path: Path) -> No
         ("feed",),
         ("NO_NEW_TRADES",),
     )
+
+
+def test_a_store_from_before_runs_recorded_their_start_is_read_whole(tmp_path: Path) -> None:
+    """A `runs` table without `decisions_from` (a store no newer aios has opened for a run):
+    the run's rows are looked for in the whole journal, by the guards and by `aios status`."""
+    import sqlite3
+
+    policy = default_policy(HEALTH_GUARDS)
+    stages = store(tmp_path, policy, Clock())
+    journal_rows(tmp_path, health_row("run-1", "feed", 0), health_row("run-1", "feed", 2))
+    old = sqlite3.connect(database_path(tmp_path))
+    old.execute(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,"
+        " policy_hash TEXT NOT NULL, policy_sources TEXT NOT NULL, stage TEXT NOT NULL,"
+        " status TEXT NOT NULL, report TEXT)"
+    )
+    old.execute(
+        "INSERT INTO runs VALUES ('run-1', ?, ?, ?, '[]', 'OBSERVATION', 'finished', '{\"books\": {}}')",
+        (T0.isoformat(), T0.isoformat(), policy.hash),
+    )
+    old.commit()
+    old.close()
+    assert stages.evidence(policy).critical_components == ("feed",)
+    status = CliRunner().invoke(
+        app, ["status", "--state-dir", str(tmp_path), "--format", "json"], env={}
+    )
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["health"] == {"feed": "CRITICAL"}
