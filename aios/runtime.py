@@ -111,7 +111,10 @@ CREATE TABLE IF NOT EXISTS run_resumes (
 );
 """
 #: Columns added to `runs` after its first release (added in place to an older store).
-_RUN_COLUMNS = {"spec": "TEXT", "pid": "INTEGER"}
+#: `decisions_from`: the journal's newest row id before the run wrote any, so every row of
+#: the run lies above it (readers of one run's rows scan from there, not the whole journal:
+#: the journal has no index on run_id, see aios.journal). NULL in a run from before it.
+_RUN_COLUMNS = {"spec": "TEXT", "pid": "INTEGER", "decisions_from": "INTEGER"}
 #: A run not finished can be resumed; `running` only when its process is gone.
 _UNFINISHED = ("running", "killed", "stopped", "interrupted", "failed")
 #: The start policy's row in `run_policies` (before any candle time).
@@ -236,9 +239,12 @@ class Store:
         policy: Policy,
         stage: Stage,
         spec: Mapping[str, Any] | None = None,
+        decisions_from: int = 0,
     ) -> None:
         """The run row, its start policy and the model registry as it was (for a re-drive).
-        Earlier runs still marked running whose process is gone are marked killed."""
+        Earlier runs still marked running whose process is gone are marked killed.
+        `decisions_from` is `journal_mark()` taken before the run journaled anything (0: its
+        rows are looked for in the whole journal)."""
         with self.connection:
             self.connection.execute("BEGIN")
             for other, pid in self.connection.execute(
@@ -249,8 +255,8 @@ class Store:
                         "UPDATE runs SET status = 'killed' WHERE run_id = ?", (other,)
                     )
             self.connection.execute(
-                "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, spec, pid)"
-                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                "INSERT INTO runs (run_id, started_at, policy_hash, policy_sources, stage, status, spec, pid, decisions_from)"
+                " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                 (
                     run_id,
                     now.isoformat(),
@@ -259,6 +265,7 @@ class Store:
                     stage.value,
                     json.dumps(dict(spec or {}), sort_keys=True),
                     os.getpid(),
+                    decisions_from,
                 ),
             )
             self._record_policy(run_id, _AT_START, policy)
@@ -266,6 +273,16 @@ class Store:
                 "INSERT OR REPLACE INTO run_models (run_id, versions) VALUES (?, ?)",
                 (run_id, json.dumps(self._model_rows())),
             )
+
+    def journal_mark(self) -> int:
+        """The journal's newest row id (0 when it has none yet)."""
+        try:
+            row = self.connection.execute(
+                "SELECT COALESCE(MAX(rowid), 0) FROM decisions"
+            ).fetchone()
+        except sqlite3.OperationalError:  # no journal in this store yet
+            return 0
+        return int(row[0])
 
     def _model_rows(self) -> list[list[Any]]:
         try:
@@ -528,6 +545,9 @@ class Runtime:
         #: What `aios run --resume` needs to rebuild this run (kind, data, limit, policy files).
         self.spec = dict(spec or {"kind": "replay"})
         self.journal = Journal(database)
+        #: Where this run's journal rows start (recorded with the run, for the readers of one
+        #: run's rows): taken before anything is journaled, reconciliation rows included.
+        self._decisions_from = 0 if resume else self.store.journal_mark()
         # Crash-safe resume (see docs/architecture.md): the committed prefix is re-driven with
         # journal rows counted instead of written and fills compared instead of recorded.
         self._resume = resume
@@ -934,7 +954,14 @@ class Runtime:
     def begin(self, first: datetime) -> None:
         """Record the run as started (replay and live runs alike)."""
         del first  # the run's times are wall-clock times; the report has the market span
-        self.store.start(self.run_id, self.wall_clock(), self.policy, self.stage, self.spec)
+        self.store.start(
+            self.run_id,
+            self.wall_clock(),
+            self.policy,
+            self.stage,
+            self.spec,
+            decisions_from=self._decisions_from,
+        )
         self._stepped: list[datetime] = []
 
     def advance_to(self, now: datetime) -> None:

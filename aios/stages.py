@@ -66,7 +66,8 @@ class StageError(Exception):
 
 @dataclass(frozen=True)
 class Evidence:
-    """What the guards read, measured since the current stage began."""
+    """What the guards read: counts and curves since the current stage began; directives and
+    health as the latest engine run left them (`StageStore.evidence`)."""
 
     time_in_stage_s: float
     decisions: int
@@ -345,7 +346,20 @@ class StageStore:
         return marks[0], marks[1], marks[2]
 
     def evidence(self, policy: Policy) -> Evidence:
-        """Measured since the current stage began (rows after the stage's marks)."""
+        """What the guards read. Counts and curves (decisions, shadow trades, drawdown, PnL)
+        are measured since the current stage began: rows after the stage's marks.
+
+        Directives and health are the state *now*, not a history: as the most recent engine
+        run (`latest_engine_run`; never the operator's rows) left them, whatever earlier runs
+        did. A component CRITICAL in an old run that the latest one does not have (a removed
+        plugin, a past live run's exchange, a symbol no longer traded) blocks nothing; one
+        CRITICAL in the latest run is not hidden by an older run's recovery. Health rows are
+        edge-triggered (a component's status is journaled when it changes, and each run
+        journals every component's first status), so the fold covers the whole latest run,
+        rows before the stage's mark included: a component that turned CRITICAL before a
+        promotion mid-run, and never recovered, is CRITICAL still. Between runs the state is
+        the one the last run ended in. Read over that run's row ids only (`runs.decisions_from`),
+        not the whole journal."""
         row = self.connection.execute(
             "SELECT since, decisions_mark, fills_mark, equity_mark FROM stage_state WHERE id = 1"
         ).fetchone()
@@ -363,19 +377,14 @@ class StageStore:
                     (decisions_mark, OPERATOR_RUN_ID),
                 ).fetchone()[0]
             )
-            latest = self.connection.execute(
-                "SELECT proposal, outcome FROM decisions WHERE hook = 'aios_directives' ORDER BY rowid DESC LIMIT 1"
-            ).fetchone()
-            if latest is not None and latest[1] == "applied":
-                active = tuple(sorted(json.loads(latest[0]).get("active", [])))
-            states: dict[str, int] = {}
-            for subject, proposal in self.connection.execute(
-                "SELECT subject, proposal FROM decisions WHERE hook = 'aios_health' ORDER BY rowid"
-            ):
-                states[subject.removeprefix("component:")] = int(
-                    json.loads(proposal).get("status", 0)
+            run = latest_engine_run(self.connection)
+            if run is not None:
+                active = tuple(directives_in_force(self.connection, *run, applied_only=True))
+                critical = sorted(
+                    name
+                    for name, status in health_states(self.connection, *run).items()
+                    if isinstance(status, int) and status >= 2
                 )
-            critical = sorted(name for name, status in states.items() if status >= 2)
         if self._table_exists("fills"):
             trades = int(
                 self.connection.execute(
@@ -626,6 +635,69 @@ class StageStore:
             "failing": [asdict(c) for checks in failing.values() for c in checks],
             "evidence": asdict(evidence),
         }
+
+
+def run_rows_from(connection: sqlite3.Connection, run_id: str) -> int:
+    """The row id every journal row of `run_id` lies above: the run's `decisions_from`, or
+    0 (the whole journal) for a run recorded before that column, or none recorded at all."""
+    try:
+        row = connection.execute(
+            "SELECT decisions_from FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # no runs table, or one from before the column
+        return 0
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def latest_engine_run(connection: sqlite3.Connection) -> tuple[str, int] | None:
+    """The engine run that journaled last, and where its rows start (`run_rows_from`).
+
+    By the journal, not by the `runs` table: a resumed run journals after runs started later.
+    The operator's rows (`OPERATOR_RUN_ID`) are a person's decisions between runs, not a run:
+    they never stand for the engine's state. Read from the newest row back, so cheap."""
+    row = connection.execute(
+        "SELECT run_id FROM decisions WHERE run_id != ? ORDER BY rowid DESC LIMIT 1",
+        (OPERATOR_RUN_ID,),
+    ).fetchone()
+    if row is None:
+        return None
+    run_id = str(row[0])
+    return run_id, run_rows_from(connection, run_id)
+
+
+def directives_in_force(
+    connection: sqlite3.Connection, run_id: str, start: int, *, applied_only: bool
+) -> list[str]:
+    """The directives as the run's latest directive decision left them (none: it never set
+    any, and a run starts with none). A row of a self-healing that raised (`error`) decides
+    nothing and does not clear them. `applied_only`: an advisory or observed decision sets
+    nothing in force (the guards' reading); else only its EMERGENCY_SHUTDOWN, which is
+    enforced whatever the mode by default (`aios status`'s reading)."""
+    latest = connection.execute(
+        "SELECT proposal, outcome FROM decisions WHERE rowid > ? AND run_id = ?"
+        " AND hook = 'aios_directives' AND outcome != 'error' ORDER BY rowid DESC LIMIT 1",
+        (start, run_id),
+    ).fetchone()
+    if latest is None:
+        return []
+    active = [str(d) for d in json.loads(latest[0]).get("active", [])]
+    if latest[1] == "applied":
+        return sorted(active)
+    return [] if applied_only else sorted(d for d in active if d == "EMERGENCY_SHUTDOWN")
+
+
+def health_states(connection: sqlite3.Connection, run_id: str, start: int) -> dict[str, Any]:
+    """Each component's latest journaled status in the run (rows are edge-triggered: a
+    status is journaled when it changes, so the fold is over the whole run); None for a row
+    without one."""
+    states: dict[str, Any] = {}
+    for subject, proposal in connection.execute(
+        "SELECT subject, proposal FROM decisions WHERE rowid > ? AND run_id = ?"
+        " AND hook = 'aios_health' ORDER BY rowid",
+        (start, run_id),
+    ):
+        states[str(subject).removeprefix("component:")] = json.loads(proposal).get("status")
+    return states
 
 
 def _who() -> str:

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from aios.stages import directives_in_force, health_states, run_rows_from
 from aios.state import database_path
 
 
@@ -36,37 +37,24 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
         if current is not None:
             stage = current[0]  # the stage machine's, which may have moved since the run
 
+    # The run's rows only, from where they start (the journal has no index on run_id).
+    start = run_rows_from(connection, run_id)
+
     def last(query: str) -> tuple[Any, ...] | None:
-        row: tuple[Any, ...] | None = connection.execute(query, (run_id,)).fetchone()
+        row: tuple[Any, ...] | None = connection.execute(query, (start, run_id)).fetchone()
         return row
 
     risk = last(
-        "SELECT proposal, outcome FROM decisions WHERE run_id = ? AND hook = 'aios_coordinate' ORDER BY id DESC LIMIT 1"
+        "SELECT proposal, outcome FROM decisions WHERE rowid > ? AND run_id = ? AND hook = 'aios_coordinate' ORDER BY id DESC LIMIT 1"
     )
     risk_mode = "NORMAL"
     if risk is not None and risk[1] == "applied":
         risk_mode = json.loads(risk[0]).get("mode", "NORMAL")
-    directives_row = last(
-        "SELECT proposal, outcome FROM decisions WHERE run_id = ? AND hook = 'aios_directives' ORDER BY id DESC LIMIT 1"
-    )
-    directives: list[str] = []
-    if directives_row is not None:
-        proposal = json.loads(directives_row[0])
-        active = proposal.get("active", [])
-        directives = (
-            sorted(active)
-            if directives_row[1] == "applied"
-            else sorted(d for d in active if d == "EMERGENCY_SHUTDOWN")
-        )
+    directives = directives_in_force(connection, run_id, start, applied_only=False)
     reload_row = last(
-        "SELECT time, reason FROM decisions WHERE run_id = ? AND hook = 'aios_policy_reloaded' ORDER BY id DESC LIMIT 1"
+        "SELECT time, reason FROM decisions WHERE rowid > ? AND run_id = ? AND hook = 'aios_policy_reloaded' ORDER BY id DESC LIMIT 1"
     )
-    health: dict[str, str] = {}
-    for subject, proposal in connection.execute(
-        "SELECT subject, proposal FROM decisions WHERE run_id = ? AND hook = 'aios_health' ORDER BY id",
-        (run_id,),
-    ):
-        health[subject.removeprefix("component:")] = json.loads(proposal).get("status", "?")
+    health = health_states(connection, run_id, start)
     names = {0: "OK", 1: "DEGRADED", 2: "CRITICAL"}
     books = (json.loads(report) or {}).get("books") if report else None
     if books is None:  # a run still going (or killed): the latest equity of each book
@@ -101,7 +89,8 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
         "directives": directives,
         "last_reload": None if reload_row is None else f"{reload_row[0]}: {reload_row[1]}",
         "health": {
-            k: names.get(v, str(v)) if isinstance(v, int) else str(v) for k, v in health.items()
+            k: names.get(v, str(v)) if isinstance(v, int) else "?" if v is None else str(v)
+            for k, v in health.items()
         },
         "books": books or None,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -14,18 +15,20 @@ from typer.testing import CliRunner
 from aios.cli import app
 from aios.exchange.paper import PaperBroker
 from aios.hookspecs import hookimpl
+from aios.journal import Decision, Journal
 from aios.model import (
     CycleContext,
     DirectiveKind,
     DirectiveProposal,
     HealthReport,
+    HealthStatus,
     RiskAssessment,
     RiskMode,
     Stage,
 )
 from aios.policy import Policy
 from aios.registry import plugin_set
-from aios.runtime import Runtime
+from aios.runtime import Runtime, Store
 from aios.stages import Evidence, StageError, StageStore, check_guards
 from aios.state import database_path
 from aios.testing import T0, candles_from_closes, default_policy
@@ -443,3 +446,249 @@ def test_an_operator_decision_does_not_move_the_measured_decisions(tmp_path: Pat
     )
     assert stages.evidence(policy).decisions == 1
     assert check_guards({"min_decisions": 2}, stages.evidence(policy)) != []
+
+
+# --- directives and health: the state as the latest engine run left it ----------------------
+
+#: Every guard open but the two on directives and health, for both steps.
+HEALTH_GUARDS = """\
+stages:
+  promotion:
+    to_advisory:
+      min_time_in_stage_s: 0
+      min_decisions: 0
+      min_shadow_trades: 0
+      max_shadow_drawdown_pct: 100
+      max_shadow_underperformance_pct: 100
+      require_no_active_directive: true
+      require_no_critical_health: true
+      min_time_since_policy_change_s: 0
+    to_autonomy:
+      min_time_in_stage_s: 0
+      min_decisions: 0
+      min_shadow_trades: 0
+      max_shadow_drawdown_pct: 100
+      max_shadow_underperformance_pct: 100
+      require_no_active_directive: true
+      require_no_critical_health: true
+      min_time_since_policy_change_s: 0
+"""
+
+
+def health_row(run_id: str, component: str, status: int) -> Decision:
+    return Decision(
+        run_id,
+        1,
+        T0,
+        "engine",
+        "aios_health",
+        f"component:{component}",
+        {"component": component, "status": status, "detail": "", "metrics": {}},
+        "ENGINE",
+        "engine",
+        False,
+        f"{component} is {status}",
+        "",
+    )
+
+
+def directive_row(run_id: str, active: list[str], outcome: str = "applied") -> Decision:
+    proposal: dict[str, object] = {"active": active} if outcome != "error" else {"error": "boom"}
+    return Decision(
+        run_id,
+        1,
+        T0,
+        "self_healing",
+        "aios_directives",
+        "directives",
+        proposal,
+        "ENFORCED",
+        outcome,
+        outcome == "applied",
+        "",
+        "",
+    )
+
+
+def journal_rows(tmp_path: Path, *rows: Decision) -> None:
+    journal = Journal(database_path(tmp_path))
+    for row in rows:
+        journal.record(row)
+    journal.close()
+
+
+def start_run(tmp_path: Path, run_id: str, policy: Policy) -> None:
+    """A `runs` row as the runtime writes it, with where the run's journal rows start."""
+    runs = Store(database_path(tmp_path))
+    runs.start(run_id, T0, policy, Stage.OBSERVATION, decisions_from=runs.journal_mark())
+    runs.close()
+
+
+class SickSource(Source):
+    """A signal model reporting a component of its own CRITICAL (a data feed of a symbol it
+    trades), from its first cycle on."""
+
+    @hookimpl
+    def aios_health(self, ctx: CycleContext) -> HealthReport:
+        return HealthReport("feed:XRP/BTC", HealthStatus.CRITICAL, "no candles")
+
+
+def test_a_component_critical_in_an_earlier_run_and_gone_from_the_latest_does_not_block(
+    tmp_path: Path,
+) -> None:
+    """Health rows are edge-triggered, so a component an earlier run left CRITICAL has no row
+    saying otherwise once it no longer exists (a removed plugin, a symbol no longer traded)."""
+    policy = default_policy(HEALTH_GUARDS + "universe:\n  symbols: [ETH/BTC]\n")
+    series = {"ETH/BTC": candles_from_closes([100.0] * 4)}
+    clock = Clock()
+    stages = store(tmp_path, policy, clock)
+    for plugins, critical in (
+        ([SickSource()], ("feed:XRP/BTC",)),
+        ([Source()], ()),
+    ):
+        Runtime(
+            policy, plugin_set(plugins), series, tmp_path, PaperBroker.from_policy, wall_clock=clock
+        ).run()
+        assert stages.evidence(policy).critical_components == critical
+    promoted = stages.promote(policy, "the old feed is gone")
+    assert promoted["moved"], promoted["failing"]
+
+
+def test_each_run_records_where_its_journal_rows_start(tmp_path: Path) -> None:
+    """`runs.decisions_from` bounds the readers of one run's rows: it must lie below every
+    row of the run (its start-up reconciliation rows, written before it begins, included)."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    policy = default_policy("universe:\n  symbols: [ETH/BTC]\n")
+    series = {"ETH/BTC": candles_from_closes([100.0] * 4)}
+    Runtime(policy, plugin_set([Source()]), series, tmp_path, PaperBroker.from_policy).run()
+    second = Runtime(policy, plugin_set([Source()]), series, tmp_path, PaperBroker.from_policy)
+    reconciled = SimpleNamespace(subject="order:x", action="frozen", symbol="ETH/BTC", detail="")
+    second.journal_reconciliation([reconciled], T0)
+    second.run()
+    connection = sqlite3.connect(database_path(tmp_path))
+    bounds = dict(connection.execute("SELECT run_id, decisions_from FROM runs").fetchall())
+    spans = {
+        run_id: (first, last)
+        for run_id, first, last in connection.execute(
+            "SELECT run_id, MIN(rowid), MAX(rowid) FROM decisions GROUP BY run_id"
+        )
+    }
+    connection.close()
+    assert bounds["run-1"] == 0
+    assert bounds["run-2"] == spans["run-1"][1] < spans["run-2"][0]
+
+
+def test_a_component_critical_before_the_stages_mark_blocks_until_it_recovers(
+    tmp_path: Path,
+) -> None:
+    """Promoted mid-run, after the feed turned CRITICAL: the feed is CRITICAL still (nothing
+    journaled a change), although its row lies before the stage's mark. Here the run was also
+    resumed after a later run had the feed OK: rows of another run do not hide it."""
+    policy = default_policy(HEALTH_GUARDS)
+    open_policy = default_policy(OPEN_GUARDS.format(time=0))
+    stages = store(tmp_path, policy, Clock())
+    start_run(tmp_path, "run-1", policy)
+    journal_rows(tmp_path, health_row("run-1", "feed", 0), health_row("run-1", "feed", 2))
+    start_run(tmp_path, "run-2", policy)
+    journal_rows(tmp_path, health_row("run-2", "feed", 0))
+    # run-1 resumed: it journals on; its feed has not changed since it turned CRITICAL
+    journal_rows(tmp_path, health_row("run-1", "signal_model", 0))
+    assert stages.promote(open_policy, "guards off for this step")["to"] == "ADVISORY"
+    journal_rows(tmp_path, directive_row("run-1", []))
+    assert stages.evidence(policy).critical_components == ("feed",)
+    refused = stages.promote(policy, "to autonomy?")
+    assert not refused["moved"]
+    assert [g["name"] for g in refused["failing"]] == ["require_no_critical_health"]
+    journal_rows(tmp_path, health_row("run-1", "feed", 0))
+    assert stages.promote(policy, "the feed recovered")["to"] == "AUTONOMY"
+
+
+def test_a_directive_an_earlier_run_ended_with_is_not_active_in_the_latest(
+    tmp_path: Path,
+) -> None:
+    """A run starts with no directive: one an earlier run left active is not active now."""
+    policy = default_policy(HEALTH_GUARDS)
+    stages = store(tmp_path, policy, Clock())
+    journal_rows(
+        tmp_path,
+        health_row("run-1", "signal_model", 0),
+        directive_row("run-1", ["NO_NEW_TRADES"]),
+        health_row("run-2", "signal_model", 0),
+    )
+    assert stages.evidence(policy).active_directives == ()
+    assert stages.promote(policy, "the latest run has no directive")["moved"]
+
+
+def test_a_self_healing_error_does_not_clear_the_directives_in_force(tmp_path: Path) -> None:
+    """An `error` row decides nothing: EMERGENCY_SHUTDOWN set before it is still in force,
+    for the guards and for `aios status` alike."""
+    policy = default_policy(HEALTH_GUARDS)
+    stages = store(tmp_path, policy, Clock())
+    start_run(tmp_path, "run-1", policy)
+    journal_rows(
+        tmp_path,
+        directive_row("run-1", ["EMERGENCY_SHUTDOWN"]),
+        directive_row("run-1", [], outcome="error"),
+    )
+    assert stages.evidence(policy).active_directives == ("EMERGENCY_SHUTDOWN",)
+    assert [g["name"] for g in stages.promote(policy, "while shut down?")["failing"]] == [
+        "require_no_active_directive"
+    ]
+    status = CliRunner().invoke(
+        app, ["status", "--state-dir", str(tmp_path), "--format", "json"], env={}
+    )
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["directives"] == ["EMERGENCY_SHUTDOWN"]
+
+
+def test_the_operators_rows_never_stand_for_the_latest_run(tmp_path: Path) -> None:
+    """`aios venue resolve` after a run journals under the operator's run id: the state is
+    still the engine's latest run's (and only that run's: run-1's exchange is long gone)."""
+    from aios.cli_venue import _journal
+
+    policy = default_policy(HEALTH_GUARDS)
+    stages = store(tmp_path, policy, Clock())
+    journal_rows(
+        tmp_path,
+        health_row("run-1", "exchange", 2),
+        health_row("run-2", "feed", 2),
+        directive_row("run-2", ["NO_NEW_TRADES"]),
+    )
+    _journal(
+        database_path(tmp_path), T0, "resolve", "cid-1", "filled", "ops", "seen", "", None, None
+    )
+    evidence = stages.evidence(policy)
+    assert (evidence.critical_components, evidence.active_directives) == (
+        ("feed",),
+        ("NO_NEW_TRADES",),
+    )
+
+
+def test_a_store_from_before_runs_recorded_their_start_is_read_whole(tmp_path: Path) -> None:
+    """A `runs` table without `decisions_from` (a store no newer aios has opened for a run):
+    the run's rows are looked for in the whole journal, by the guards and by `aios status`."""
+    import sqlite3
+
+    policy = default_policy(HEALTH_GUARDS)
+    stages = store(tmp_path, policy, Clock())
+    journal_rows(tmp_path, health_row("run-1", "feed", 0), health_row("run-1", "feed", 2))
+    old = sqlite3.connect(database_path(tmp_path))
+    old.execute(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,"
+        " policy_hash TEXT NOT NULL, policy_sources TEXT NOT NULL, stage TEXT NOT NULL,"
+        " status TEXT NOT NULL, report TEXT)"
+    )
+    old.execute(
+        "INSERT INTO runs VALUES ('run-1', ?, ?, ?, '[]', 'OBSERVATION', 'finished', '{\"books\": {}}')",
+        (T0.isoformat(), T0.isoformat(), policy.hash),
+    )
+    old.commit()
+    old.close()
+    assert stages.evidence(policy).critical_components == ("feed",)
+    status = CliRunner().invoke(
+        app, ["status", "--state-dir", str(tmp_path), "--format", "json"], env={}
+    )
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["health"] == {"feed": "CRITICAL"}
