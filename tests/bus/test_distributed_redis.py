@@ -313,8 +313,9 @@ def test_killing_a_worker_mid_replay_changes_no_decision(
         assert len(keys) == len(set(keys)) == LIMIT * len(symbols)  # none lost, none twice
         assert held_by_a
         for symbol in held_by_a:  # a's symbols were taken over and finished by another worker
+            # (who handled a symbol first is not asserted: under load a lease can change hands
+            # before the kill, and that is the lease working, not a lost event)
             by = [r.payload.worker for r in reports if r.payload.symbol == symbol]
-            assert by[0] == "a"
             assert by[-1] != "a"
     finally:
         for name, process in workers.items():
