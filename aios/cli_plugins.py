@@ -310,7 +310,7 @@ def _section_findings(name: str, schema: Mapping[str, Any]) -> list[Finding]:
         if key in properties:
             findings.append(
                 error(
-                    f"the policy section redefines the common key {key!r} (aios adds enabled, mode and on_error)"
+                    f"the policy section redefines the common key {key!r}, which is ignored (aios adds enabled, mode and on_error)"
                 )
             )
     for key, sub in properties.items():

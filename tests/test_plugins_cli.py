@@ -206,7 +206,7 @@ def test_each_problem_is_reported_with_the_plugin_and_exit_status_1(
         "warning section: declares no policy section (aios_policy_section): subsystems.raising cannot be configured, so it stays OFF",
     ]
     assert messages(report, "redefines") == [
-        "error section: the policy section redefines the common key 'mode' (aios adds enabled, mode and on_error)",
+        "error section: the policy section redefines the common key 'mode', which is ignored (aios adds enabled, mode and on_error)",
         "error section: default of subsystems.redefines.limit does not satisfy its own schema: 0 is less than the minimum of 1",
     ]
     assert messages(report, "undeclared") == [

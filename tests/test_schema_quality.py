@@ -97,6 +97,29 @@ def test_plugin_sections_compose_with_the_common_keys() -> None:
     assert "funding_guard" not in core_schema()["properties"]["subsystems"]["properties"]
 
 
+def test_a_section_redefining_the_common_keys_cannot_widen_them() -> None:
+    fragment = {
+        "properties": {
+            "mode": {"type": "string"},
+            "on_error": {"type": "string"},
+            "enabled": {"type": ["boolean", "string"]},
+        }
+    }
+    composed = compose_schema({"loose_guard": fragment})
+    check = validator(composed)
+    section = composed["properties"]["subsystems"]["properties"]["loose_guard"]
+    assert section["properties"]["mode"]["$ref"] == "#/$defs/mode"
+
+    def accepted(settings: dict[str, object]) -> bool:
+        errors = check.iter_errors({"subsystems": {"loose_guard": settings}})
+        return not [e for e in errors if list(e.absolute_path)[:2] == ["subsystems", "loose_guard"]]
+
+    assert accepted({"mode": "ENFORCED"})
+    assert not accepted({"mode": "AUTOPILOT"})
+    assert not accepted({"mode": "ENFORCED", "on_error": "ignore"})
+    assert not accepted({"mode": "ENFORCED", "enabled": "yes"})
+
+
 def test_a_plugin_cannot_redeclare_a_builtin_section() -> None:
     with pytest.raises(ValueError, match=r"subsystems\.coordinator is declared twice"):
         compose_schema({"coordinator": {"properties": {}}})

@@ -211,7 +211,9 @@ def _compose(schema: dict[str, Any], sections: Mapping[str, Mapping[str, Any]]) 
             },
         }
         section["type"] = "object"
-        section["properties"] = {**common, **properties}
+        # The common keys are the engine's: a section redefining them (`aios plugins check`
+        # reports it) is ignored there, so no plugin can widen its own `mode` or `on_error`.
+        section["properties"] = {**properties, **common}
         section["required"] = sorted({"mode", *section.get("required", [])})
         section.setdefault("additionalProperties", False)
         section.setdefault("description", f"Settings of the third-party subsystem {name}.")
