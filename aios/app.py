@@ -170,4 +170,18 @@ def check(
             modules.update(m for m in sys.modules if m == package or m.startswith(package + "."))
         plugin_cache.store(location, environment, found, plugin_cache.module_files(modules))
     sections, metrics = found.merged()
-    return _build(documents, env, sections, metrics), plugins.problems
+    try:
+        return _build(documents, env, sections, metrics), plugins.problems
+    except PolicyInvalid as exc:  # a left-out plugin explains an "unknown key" under its name
+        raise PolicyInvalid([*exc.issues, *load_problem_issues(plugins.problems)]) from None
+
+
+def load_problem_issues(problems: Iterable[LoadProblem]) -> list[Issue]:
+    """Plugin loading problems as policy warnings (`aios validate` prints them with the policy's
+    own issues, valid or not)."""
+    from aios.policy import Severity
+
+    return [
+        Issue(Location(f"plugin {p.source}"), (), p.message, "plugins.load", Severity.WARNING)
+        for p in problems
+    ]

@@ -136,17 +136,13 @@ def _validate(files: list[Path], env: dict[str, str]) -> tuple[Policy | None, li
     policy; cached, see aios/plugin_cache.py), then the policy; plugin loading problems are
     reported as warnings, conflicts as errors."""
     from aios import app as application
-    from aios.policy import Issue, Location, PolicyInvalid, Severity
+    from aios.policy import PolicyInvalid
 
     try:
         policy, load_problems = application.check(files, env=env)
-    except PolicyInvalid as exc:
+    except PolicyInvalid as exc:  # with the plugins' loading problems among its warnings
         return None, exc.issues
-    problems = [
-        Issue(Location(f"plugin {p.source}"), (), p.message, "plugins.load", Severity.WARNING)
-        for p in load_problems
-    ]
-    return policy, [*policy.warnings, *problems]
+    return policy, [*policy.warnings, *application.load_problem_issues(load_problems)]
 
 
 def _result_json(

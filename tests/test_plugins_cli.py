@@ -267,6 +267,28 @@ def test_validate_warns_about_a_left_out_section_every_time_and_the_policy_stays
         assert "valid (policy hash" in result.stdout
 
 
+def test_configuring_a_left_out_section_is_an_error_that_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(tmp_path, monkeypatch, ["bad_schema"])
+    default = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+    overlay = tmp_path / "configures.yaml"
+    overlay.write_text("subsystems:\n  bad_schema:\n    mode: ENFORCED\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["validate", str(default), str(overlay)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stdout.splitlines()
+    assert any(
+        line.startswith(f"{overlay}:2:3: subsystems.bad_schema: unknown key 'bad_schema'")
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith("plugin bad_schema: warning:") and "the section is left out" in line
+        for line in lines
+    ), lines
+    assert lines[-1].endswith("invalid, 1 error, 1 warning")
+
+
 def test_warnings_pass_unless_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install(tmp_path, monkeypatch, ["silent"])
     assert check_json()[0] == 0
