@@ -43,7 +43,8 @@ class LoadedPlugin:
 
 @dataclass(frozen=True)
 class LoadProblem:
-    """A plugin that was not loaded, and why (shown by `aios plugins check` and the journal).
+    """A plugin that was not loaded, or loaded without its section, and why (warned by `aios
+    validate` and `aios run`, listed by `aios plugins check`; not journaled).
 
     `kind` names the check that failed, for tools: import, name, contract, hooks, declaration
     (a declaration hook raised, or declared another plugin's section), section (a policy section
