@@ -379,7 +379,7 @@ class StageStore:
             )
             run = latest_engine_run(self.connection)
             if run is not None:
-                active = tuple(directives_in_force(self.connection, *run, applied_only=True))
+                active = tuple(directives_in_force(self.connection, *run, proposed=True))
                 critical = sorted(
                     name
                     for name, status in health_states(self.connection, *run).items()
@@ -666,13 +666,18 @@ def latest_engine_run(connection: sqlite3.Connection) -> tuple[str, int] | None:
 
 
 def directives_in_force(
-    connection: sqlite3.Connection, run_id: str, start: int, *, applied_only: bool
+    connection: sqlite3.Connection, run_id: str, start: int, *, proposed: bool
 ) -> list[str]:
     """The directives as the run's latest directive decision left them (none: it never set
     any, and a run starts with none). A row of a self-healing that raised (`error`) decides
-    nothing and does not clear them. `applied_only`: an advisory or observed decision sets
-    nothing in force (the guards' reading); else only its EMERGENCY_SHUTDOWN, which is
-    enforced whatever the mode by default (`aios status`'s reading)."""
+    nothing and does not clear them.
+
+    `proposed`: every directive self-healing asks for, in whatever mode it runs (the guards'
+    reading: the shadow book's directives, like the shadow figures the guards judge; in
+    OBSERVATION self-healing is never applied, and a guard reading only applied rows would
+    never see one). Otherwise what is in force on the actual book (`aios status`): an applied
+    decision's directives, or of an advisory or observed one only its EMERGENCY_SHUTDOWN,
+    which is enforced whatever the mode by default."""
     latest = connection.execute(
         "SELECT proposal, outcome FROM decisions WHERE rowid > ? AND run_id = ?"
         " AND hook = 'aios_directives' AND outcome != 'error' ORDER BY rowid DESC LIMIT 1",
@@ -681,9 +686,9 @@ def directives_in_force(
     if latest is None:
         return []
     active = [str(d) for d in json.loads(latest[0]).get("active", [])]
-    if latest[1] == "applied":
+    if proposed or latest[1] == "applied":
         return sorted(active)
-    return [] if applied_only else sorted(d for d in active if d == "EMERGENCY_SHUTDOWN")
+    return sorted(d for d in active if d == "EMERGENCY_SHUTDOWN")
 
 
 def health_states(connection: sqlite3.Connection, run_id: str, start: int) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
     risk_mode = "NORMAL"
     if risk is not None and risk[1] == "applied":
         risk_mode = json.loads(risk[0]).get("mode", "NORMAL")
-    directives = directives_in_force(connection, run_id, start, applied_only=False)
+    directives = directives_in_force(connection, run_id, start, proposed=False)
     reload_row = last(
         "SELECT time, reason FROM decisions WHERE rowid > ? AND run_id = ? AND hook = 'aios_policy_reloaded' ORDER BY id DESC LIMIT 1"
     )

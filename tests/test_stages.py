@@ -643,6 +643,26 @@ def test_a_self_healing_error_does_not_clear_the_directives_in_force(tmp_path: P
     assert json.loads(status.stdout)["directives"] == ["EMERGENCY_SHUTDOWN"]
 
 
+def test_a_directive_self_healing_only_observes_still_blocks_promotion(tmp_path: Path) -> None:
+    """In OBSERVATION self-healing is never applied: its directives are journaled `observed`.
+    The guards judge the shadow book (every proposal applied), so a directive it asks for
+    blocks promotion; `aios status` shows what is in force on the actual book: none."""
+    policy = default_policy(HEALTH_GUARDS)
+    stages = store(tmp_path, policy, Clock())
+    start_run(tmp_path, "run-1", policy)
+    journal_rows(tmp_path, directive_row("run-1", ["NO_NEW_TRADES"], outcome="observed"))
+    assert stages.evidence(policy).active_directives == ("NO_NEW_TRADES",)
+    refused = stages.promote(policy, "while self-healing asks for a directive?")
+    assert [g["name"] for g in refused["failing"]] == ["require_no_active_directive"]
+    status = CliRunner().invoke(
+        app, ["status", "--state-dir", str(tmp_path), "--format", "json"], env={}
+    )
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["directives"] == []
+    journal_rows(tmp_path, directive_row("run-1", [], outcome="observed"))
+    assert stages.promote(policy, "self-healing cleared it")["moved"]
+
+
 def test_the_operators_rows_never_stand_for_the_latest_run(tmp_path: Path) -> None:
     """`aios venue resolve` after a run journals under the operator's run id: the state is
     still the engine's latest run's (and only that run's: run-1's exchange is long gone)."""
