@@ -205,6 +205,14 @@ def extract_features(candles: Sequence[Candle], features: Sequence[str]) -> dict
     window = candles[-FEATURE_WINDOW:]
     closes = [float(c.close) for c in window]
     volumes = [float(c.volume) for c in window]
+    return features_of(closes, volumes, features)
+
+
+def features_of(
+    closes: Series, volumes: Series, features: Sequence[str]
+) -> dict[str, float] | None:
+    """`extract_features` from a window's closes and volumes as floats (at most
+    `FEATURE_WINDOW` of each, oldest first): for a caller that keeps them per candle."""
     values = _feature_values(closes, volumes, features)
     return None if values is None else dict(zip(features, values, strict=True))
 
