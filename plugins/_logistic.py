@@ -420,11 +420,16 @@ class LogisticModel:
         one row in thirty differs in its last bit)."""
         if not rows:
             return []
+        features = self.features
+        # one flat list, then the shape: numpy converts nested lists more slowly (the same
+        # doubles either way)
         x = np.array(
-            [[values[name] for name in self.features] for values in rows], dtype=np.float64
-        )
+            [values[name] for values in rows for name in features], dtype=np.float64
+        ).reshape(len(rows), len(features))
         weights = self._arrays[2]
-        dots = np.array([row @ weights for row in self._standardise(x)], dtype=np.float64)
+        # `row.dot(weights)` is `row @ weights`: both call numpy's float64 dot function
+        # (BLAS ddot) with the same two vectors in the same order, with less dispatch
+        dots = np.array([row.dot(weights) for row in self._standardise(x)], dtype=np.float64)
         probabilities: list[float] = _sigmoid(dots + self.bias).tolist()
         return probabilities
 
