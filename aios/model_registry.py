@@ -46,6 +46,10 @@ class ModelRegistry:
         self._connection.executescript(_DDL)
         self._lock = threading.Lock()
         self.keep_versions = keep_versions
+        #: Bumped by every write through this registry (register, deploy, rollback), before
+        #: it is made: a reader that remembers the champion within one engine cycle compares
+        #: it to see that the engine's tick changed nothing in between.
+        self.writes = 0
 
     def _row(self, row: tuple[Any, ...]) -> ModelVersion:
         version, created, params, metrics, status, deployed = row
@@ -59,6 +63,7 @@ class ModelRegistry:
         )
 
     def register(self, model: ModelVersion) -> None:
+        self.writes += 1
         with self._lock, self._connection:
             self._connection.execute(
                 "INSERT OR REPLACE INTO model_versions VALUES (?, ?, ?, ?, ?, ?)",
@@ -100,6 +105,7 @@ class ModelRegistry:
 
     def deploy(self, version: str, now: datetime) -> ModelVersion:
         """Make `version` the champion; the previous champion is retired (kept for rollback)."""
+        self.writes += 1
         with self._lock, self._connection:
             if (
                 self._connection.execute(

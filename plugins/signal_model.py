@@ -16,10 +16,11 @@ threshold (`min_confidence` times the risk mode's multiplier) is the engine's to
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aios.hookspecs import hookimpl
 from aios.model import Candle, CycleContext, HealthReport, HealthStatus, Side, Signal
@@ -27,6 +28,7 @@ from aios.plugin import Subsystem
 
 if TYPE_CHECKING:
     from aios.model_registry import ModelVersion
+    from aios.policy import Policy
     from plugins._logistic import LogisticModel
 
 
@@ -55,6 +57,48 @@ def _candidates(ctx: CycleContext) -> list[str]:
     return sorted(available)
 
 
+class _Window:
+    """One symbol's latest candles with their closes and volumes as floats, so that each
+    cycle converts only its new candle (the float of the same candle object is the same
+    float). A window is served only when its candles are the cached ones, object for object;
+    anything else (another market, a gap, a replaced candle) rebuilds it from the window."""
+
+    __slots__ = ("candles", "closes", "volumes")
+
+    #: how many candles are kept beyond a window before the oldest are dropped
+    SLACK = 64
+
+    def __init__(self) -> None:
+        self.candles: list[Candle] = []
+        self.closes: list[float] = []
+        self.volumes: list[float] = []
+
+    def floats(self, window: Sequence[Candle]) -> tuple[list[float], list[float]]:
+        """(closes, volumes) of `window`, each `float(candle.close)` / `float(candle.volume)`."""
+        count, cached = len(window), self.candles
+        kept = len(cached)
+        if (
+            count
+            and kept >= count - 1
+            and all(map(operator.is_, window, cached[kept - count + 1 :]))
+        ):
+            last = window[-1]  # one new candle after the cached ones (checked first: each cycle)
+            cached.append(last)
+            self.closes.append(float(last.close))
+            self.volumes.append(float(last.volume))
+            if len(cached) > count + self.SLACK:
+                drop = len(cached) - count
+                del cached[:drop], self.closes[:drop], self.volumes[:drop]
+        elif kept >= count and all(map(operator.is_, window, cached[kept - count :])):
+            pass  # the same window again
+        else:
+            self.candles = list(window)
+            self.closes = [float(c.close) for c in window]
+            self.volumes = [float(c.volume) for c in window]
+        kept = len(self.candles)
+        return self.closes[kept - count :], self.volumes[kept - count :]
+
+
 def _probability_or_error(model: LogisticModel, values: dict[str, float]) -> float | Exception:
     try:
         return model.probability_up(values)
@@ -73,34 +117,72 @@ class SignalModel(Subsystem):
         self._bootstrap_rows = 0
         self._bootstrap_attempt: tuple[datetime, tuple[str, ...], int] | None = None
         self._champion: tuple[str, LogisticModel | str] | None = None
-        self._champion_read: tuple[CycleContext, ModelVersion | None] | None = None
+        self._champion_read: tuple[CycleContext, ModelVersion | None, int | None] | None = None
         self._model_read: tuple[CycleContext, LogisticModel] | None = None
         self._batch: tuple[CycleContext, dict[str, list[Signal] | Exception]] | None = None
+        #: what this plugin reads of a policy, per policy object (a reload makes a new one)
+        self._policy: Policy | None = None
+        self._knobs: dict[str, Any] = {}
+        self._windows: dict[str, _Window] = {}
+        #: the latest signal time and its text (a UTC time's text is fixed by its value)
+        self._time_text: tuple[datetime, str] | None = None
 
     # --- which model ------------------------------------------------------------------------
 
-    def _features(self, ctx: CycleContext) -> tuple[str, ...]:
-        return tuple(str(name) for name in self.settings(ctx)["features"])
+    def _knob(self, ctx: CycleContext, name: str) -> Any:
+        """A setting this plugin reads every cycle, read once per policy object (a policy is
+        immutable; a reload or an override makes a new one). Raises as the read would."""
+        if ctx.policy is not self._policy:
+            self._policy, self._knobs = ctx.policy, {}
+        try:
+            return self._knobs[name]
+        except KeyError:
+            pass
+        settings = self.settings(ctx)
+        value: Any
+        if name == "features":
+            value = tuple(str(feature) for feature in settings["features"])
+        else:
+            value = int(settings[name])
+        self._knobs[name] = value
+        return value
 
-    def _read_champion(self, ctx: CycleContext, *, per_context: bool) -> ModelVersion | None:
-        """The registry's champion. With `per_context`, read once per cycle context: the engine
-        asks for the signals of every symbol with one context, after the tick that may deploy
-        a model, so within one context the answer cannot change (one query, not one per symbol)."""
-        assert ctx.models is not None
-        if per_context and self._champion_read is not None and self._champion_read[0] is ctx:
-            return self._champion_read[1]
-        champion = ctx.models.champion()
-        self._champion_read = (ctx, champion) if per_context else None
+    def _features(self, ctx: CycleContext) -> tuple[str, ...]:
+        features: tuple[str, ...] = self._knob(ctx, "features")
+        return features
+
+    def _read_champion(self, ctx: CycleContext) -> ModelVersion | None:
+        """The registry's champion, read once per engine cycle. Within one cycle (the same
+        registry, market, time and cycle number: the health context and the signals context
+        the engine derives from one) only the engine's tick, through this registry, can change
+        it, and every write through it counts in `writes`: so a read is reused while that
+        count is unchanged (a deploy between the health checks and the signals is seen). A
+        registry without the count is read once per context."""
+        models = ctx.models
+        assert models is not None
+        writes = getattr(models, "writes", None)
+        read = self._champion_read
+        if read is not None:
+            seen, champion, seen_writes = read
+            if seen is ctx or (
+                writes is not None
+                and seen_writes == writes
+                and seen.models is models
+                and seen.market is ctx.market
+                and seen.cycle == ctx.cycle
+                and seen.now == ctx.now
+            ):
+                return champion
+        champion = models.champion()
+        self._champion_read = (ctx, champion, writes)
         return champion
 
-    def _champion_model(
-        self, ctx: CycleContext, *, per_context: bool = False
-    ) -> tuple[str, LogisticModel | str] | None:
+    def _champion_model(self, ctx: CycleContext) -> tuple[str, LogisticModel | str] | None:
         """(version, model) for a usable champion, (version, why not) for an unusable one,
         None without a registry or a champion. Parsed once per version."""
         if ctx.models is None:
             return None
-        champion = self._read_champion(ctx, per_context=per_context)
+        champion = self._read_champion(ctx)
         if champion is None:
             return None
         if self._champion is None or self._champion[0] != champion.version:
@@ -121,8 +203,7 @@ class SignalModel(Subsystem):
     def _bootstrap_model(self, ctx: CycleContext, symbol: str) -> LogisticModel | None:
         """The private model, trained once when enough labelled rows exist (at most one attempt
         per cycle time and settings, so a short market does not cost a training pass per symbol)."""
-        settings = self.settings(ctx)
-        features, seed = self._features(ctx), int(settings["seed"])
+        features, seed = self._features(ctx), int(self._knob(ctx, "seed"))
         model = self._bootstrap
         if model is not None and model.features == features and self._bootstrap_seed == seed:
             return model
@@ -132,7 +213,7 @@ class SignalModel(Subsystem):
         self._bootstrap_attempt = attempt
         universe = [str(s) for s in ctx.policy.get("universe", "symbols", default=[])]
         symbols = [*universe, symbol] if symbol not in universe else universe
-        lookback = int(settings["lookback_candles"])
+        lookback = int(self.settings(ctx)["lookback_candles"])
         self._bootstrap_rows = _logistic().possible_rows(ctx.market, symbols, lookback, features)
         if self._bootstrap_rows < self._min_rows(ctx):
             return None
@@ -155,7 +236,7 @@ class SignalModel(Subsystem):
         model does not depend on the symbol)."""
         if self._model_read is not None and self._model_read[0] is ctx:
             return self._model_read[1]
-        champion = self._champion_model(ctx, per_context=True)
+        champion = self._champion_model(ctx)
         model: LogisticModel | None
         if champion is not None and not isinstance(champion[1], str):
             model = champion[1]
@@ -196,16 +277,22 @@ class SignalModel(Subsystem):
         candles); only the predictions are batched."""
         answers: dict[str, list[Signal] | Exception] = {}
         pending: list[tuple[str, Candle, dict[str, float], LogisticModel]] = []
+        logistic = _logistic()
+        size, windows = logistic.FEATURE_WINDOW, self._windows
         for symbol in symbols:
             answers[symbol] = []
             try:
-                candles = ctx.market.history(symbol, _logistic().FEATURE_WINDOW)
+                candles = ctx.market.history(symbol, size)
                 if not candles:
                     continue
                 model = self._model(ctx, symbol)
                 if model is None:
                     continue
-                values = _logistic().extract_features(candles, model.features)
+                window = windows.get(symbol)
+                if window is None:
+                    window = windows[symbol] = _Window()
+                closes, volumes = window.floats(candles[-size:])
+                values = logistic.features_of(closes, volumes, model.features)
             except Exception as exc:  # the engine journals it for this symbol only
                 answers[symbol] = exc
                 continue
@@ -225,7 +312,7 @@ class SignalModel(Subsystem):
                     if isinstance(p_up, Exception)
                     else [
                         Signal(
-                            id=f"{symbol}@{last.time.isoformat()}",
+                            id=f"{symbol}@{self._text(last.time)}",
                             symbol=symbol,
                             side=Side.LONG if p_up >= 0.5 else Side.SHORT,
                             confidence=max(p_up, 1.0 - p_up),
@@ -237,6 +324,19 @@ class SignalModel(Subsystem):
                     ]
                 )
         return answers
+
+    def _text(self, time: datetime) -> str:
+        """`time.isoformat()`, once per candle time rather than once per symbol: the symbols of
+        a cycle share it. Remembered for UTC times only, where equal times have equal fields
+        and so the same text (times of other zones compare equal across offsets)."""
+        remembered = self._time_text
+        utc = type(time) is datetime and time.tzinfo is UTC
+        if utc and remembered is not None and remembered[0] == time:
+            return remembered[1]
+        text = time.isoformat()
+        if utc:
+            self._time_text = (time, text)
+        return text
 
     @hookimpl
     def aios_health(self, ctx: CycleContext) -> HealthReport:

@@ -11,7 +11,7 @@ import itertools
 import json
 import math
 from dataclasses import replace
-from datetime import timedelta
+from datetime import timedelta, timezone
 from functools import cache
 from typing import Any
 
@@ -34,7 +34,7 @@ from plugins._logistic import (
     time_split,
     train,
 )
-from plugins.signal_model import SignalModel
+from plugins.signal_model import SignalModel, _Window
 
 ALL_FEATURES = (
     "returns_1",
@@ -617,3 +617,163 @@ def test_one_question_per_context_computes_that_symbol_only() -> None:
     assert counting.reads == {"LTC/BTC": 2, "ETH/BTC": 2, "XMR/BTC": 1}
     assert [s.symbol for s in plugin.aios_signals(engine_ctx, "XMR/BTC")] == ["XMR/BTC"]
     assert counting.reads["XMR/BTC"] == 1
+
+
+# --- what the plugin remembers between questions -------------------------------------------------
+
+
+def plain_floats(window: list[Candle]) -> tuple[list[float], list[float]]:
+    return [float(c.close) for c in window], [float(c.volume) for c in window]
+
+
+def test_window_floats_are_the_plain_conversion_through_growth_gaps_and_replacements() -> None:
+    """The per-symbol float cache against the plain conversion, bit for bit (`repr` tells
+    -0.0 from 0.0), over every sliding window of real candles, the warm-up (windows shorter
+    than 60), the same window twice, a gap, equal but new candle objects, and a replaced one."""
+    candles = bundled()["ETH/BTC"][:400]
+    window = _Window()
+
+    def check(part: list[Candle]) -> None:
+        closes, volumes = window.floats(part)
+        assert repr((closes, volumes)) == repr(plain_floats(part))
+        assert len(window.candles) <= len(part) + _Window.SLACK
+
+    for end in range(1, 300):
+        check(candles[max(0, end - 60) : end])
+        if end % 37 == 0:
+            check(candles[max(0, end - 60) : end])  # asked again
+    check(candles[300:360])  # a gap: rebuilt
+    copies = [replace(c) for c in candles[301:361]]  # equal candles, other objects
+    check(copies)
+    changed = [*copies[1:-1], replace(copies[-1], close=-0.0, volume=7.0), candles[362]]
+    check(changed)  # a replaced candle in the middle: rebuilt
+    check([])
+    check(candles[362:363])
+
+
+def test_signals_through_the_window_cache_equal_the_plain_features() -> None:
+    """Over real cycles with the engine's pattern (one context, every symbol), a symbol's
+    values are `extract_features` of its history: the cache changes nothing."""
+    series = {symbol: candles[:260] for symbol, candles in bundled().items()}
+    overlay = "universe:\n  symbols: [ETH/BTC, LTC/BTC, XMR/BTC]\n"
+    model = train(build_dataset(series["ETH/BTC"][:200], ALL_FEATURES), seed=5)
+    registry = registry_with(model)
+    plugin = SignalModel()
+    view = market(series, now=series["ETH/BTC"][0].time)
+    for index, candle in enumerate(series["ETH/BTC"][1:], start=2):
+        view.advance(candle.time)
+        ctx = replace(
+            context(policy(overlay), now=candle.time, market_view=view, cycle=index),
+            models=registry,
+        )
+        for symbol in ("ETH/BTC", "LTC/BTC", "XMR/BTC"):
+            got = plugin.aios_signals(ctx, symbol)
+            expected = extract_features(view.history(symbol, 60), model.features)
+            assert [s.features for s in got] == ([] if expected is None else [expected])
+
+
+class CountingRegistry(ModelRegistry):
+    """Counts champion queries."""
+
+    def __init__(self) -> None:
+        super().__init__(":memory:")
+        self.reads = 0
+
+    def champion(self) -> ModelVersion | None:
+        self.reads += 1
+        return super().champion()
+
+
+def test_the_champion_is_read_once_per_engine_cycle_and_again_after_a_deploy() -> None:
+    """The health context and the signals context of one engine cycle share one read, unless
+    the registry was written in between (the engine's tick deploys or rolls back between
+    them); the next cycle reads again."""
+    registry = CountingRegistry()
+    registry.register(ModelVersion("m-long", T0, returns_champion().to_params()))
+    registry.register(ModelVersion("m-short", T0, returns_champion(weight=-1.0).to_params()))
+    registry.deploy("m-long", T0)
+    health_ctx = ctx_for({"ETH/BTC": candles_from_closes([100.0, 101.0])}, RETURNS_ONLY, registry)
+    signals_ctx = replace(health_ctx, metrics={"derived": 1.0})  # the engine's `replace`
+    plugin = SignalModel()
+    assert "m-long in use" in plugin.aios_health(health_ctx).detail
+    assert plugin.aios_signals(signals_ctx, "ETH/BTC")[0].side is Side.LONG
+    assert registry.reads == 1
+    # a deploy between health and signals, within the cycle: seen
+    plugin.aios_health(health_ctx)
+    registry.deploy("m-short", T0)
+    signals_ctx = replace(health_ctx, metrics={"derived": 2.0})
+    assert plugin.aios_signals(signals_ctx, "ETH/BTC")[0].side is Side.SHORT
+    assert registry.reads == 2
+    # a rollback, likewise
+    assert registry.rollback(T0) is not None
+    assert "m-long in use" in plugin.aios_health(health_ctx).detail
+    assert plugin.aios_signals(replace(health_ctx, metrics={}), "ETH/BTC")[0].side is Side.LONG
+    assert registry.reads == 3
+    # another cycle, another time, another market or another registry: read again
+    for other in (
+        replace(health_ctx, cycle=health_ctx.cycle + 1),
+        replace(health_ctx, now=health_ctx.now + timedelta(minutes=5)),
+        replace(health_ctx, market=market({"ETH/BTC": candles_from_closes([100.0, 101.0])})),
+    ):
+        plugin.aios_health(other)
+    assert registry.reads == 6
+    fresh = registry_with(returns_champion(weight=-1.0))
+    assert plugin.aios_signals(replace(health_ctx, models=fresh), "ETH/BTC")[0].side is Side.SHORT
+
+
+class PlainRegistry:
+    """A registry without a write count (a test double, a third-party store)."""
+
+    def __init__(self, inner: ModelRegistry) -> None:
+        self.inner, self.reads = inner, 0
+
+    def champion(self) -> ModelVersion | None:
+        self.reads += 1
+        return self.inner.champion()
+
+
+def test_a_registry_without_a_write_count_is_read_once_per_context() -> None:
+    plain = PlainRegistry(registry_with(returns_champion()))
+    ctx = ctx_for({"ETH/BTC": candles_from_closes([100.0, 101.0])}, RETURNS_ONLY)
+    ctx = replace(ctx, models=plain)  # type: ignore[arg-type]
+    plugin = SignalModel()
+    plugin.aios_health(ctx)
+    plugin.aios_signals(ctx, "ETH/BTC")
+    assert plain.reads == 1
+    plugin.aios_signals(replace(ctx, metrics={}), "ETH/BTC")
+    assert plain.reads == 2
+
+
+def test_the_settings_follow_a_policy_reload() -> None:
+    """The features and seed are remembered per policy object: a reloaded policy (a new
+    object, other features) is read afresh."""
+    registry = registry_with(returns_champion())
+    series = {"ETH/BTC": candles_from_closes([100.0, 101.0])}
+    plugin = SignalModel()
+    returns_only = ctx_for(series, RETURNS_ONLY, registry)
+    assert plugin.aios_signals(returns_only, "ETH/BTC")[0].features == {
+        "returns_1": pytest.approx(1.0)
+    }
+    reloaded = replace(returns_only, policy=policy(None), cycle=returns_only.cycle + 1)
+    assert plugin.aios_signals(reloaded, "ETH/BTC") == []  # the champion no longer fits
+    assert plugin.aios_health(reloaded).status is HealthStatus.DEGRADED
+    back = replace(returns_only, policy=default_policy(RETURNS_ONLY), cycle=reloaded.cycle + 1)
+    assert plugin.aios_signals(back, "ETH/BTC")[0].side is Side.LONG
+    assert plugin.aios_health(back).status is HealthStatus.OK
+
+
+def test_signal_ids_are_the_isoformat_of_each_time_in_any_zone() -> None:
+    """The id's time text is remembered across symbols for UTC times only: an equal instant
+    in another zone keeps its own text."""
+    utc = candles_from_closes([100.0, 101.0])
+    plus_one = timezone(timedelta(hours=1))
+    shifted = [replace(c, time=c.time.astimezone(plus_one)) for c in utc]
+    plugin = SignalModel()
+    registry = registry_with(returns_champion())
+    for cycle, candles in enumerate((utc, shifted, utc), start=1):
+        series = {"ETH/BTC": candles, "LTC/BTC": [replace(c) for c in candles]}
+        ctx = replace(ctx_for(series, RETURNS_ONLY, registry), cycle=cycle)
+        for symbol in series:
+            (signal,) = plugin.aios_signals(ctx, symbol)
+            assert signal.id == f"{symbol}@{candles[-1].time.isoformat()}"
+    assert shifted[-1].time.isoformat().endswith("+01:00")
