@@ -5,14 +5,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from aios import app as application
+from aios.data import bundled_data_dir
 from aios.engine import Engine
+from aios.exchange.paper import PaperBroker
 from aios.hookspecs import hookimpl
-from aios.model import CycleContext, PortfolioView, Position
+from aios.model import (
+    Candle,
+    CycleContext,
+    OrderAction,
+    OrderIntent,
+    PortfolioView,
+    Position,
+    Side,
+    Stage,
+)
 from aios.policy import Policy
 from aios.registry import plugin_set
+from aios.runtime import Runtime, _BookState, load_series
 from aios.testing import T0, candles_from_closes, context, default_policy, market, position
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def plain_settings(policy: Policy, subsystem: str) -> Mapping[str, Any]:
@@ -88,3 +107,91 @@ def test_a_plugin_reads_the_reloaded_policy_at_the_next_cycle() -> None:
     engine.monitor_cycle(T0, view, book)
     cooldown = plain_settings(first, "exit_proposals")["reentry_cooldown_s"]
     assert reader.seen == [cooldown, 4321, cooldown]
+
+
+# --- the paper exchange's revision and the runtime's portfolio views ---------------------------
+
+
+def candle(minutes: int, close: float) -> Candle:
+    return Candle(T0 + timedelta(minutes=minutes), close, close * 1.01, close * 0.99, close, 1.0)
+
+
+def test_the_paper_revision_moves_with_every_call_that_may_change_the_book() -> None:
+    paper = PaperBroker(starting_balance=10.0)
+    seen = [paper.revision]
+    paper.cash(), paper.equity({}), paper.positions(), paper.closed_trades(), paper.expired()
+    assert paper.revision == seen[-1], "reads change nothing"
+    paper.on_candle("ETH/BTC", candle(0, 1.0))
+    seen.append(paper.revision)
+    paper.on_candle("ETH/BTC", candle(0, 1.0))  # not newer: ignored
+    assert paper.revision == seen[-1]
+    opening = OrderIntent("o1", "ETH/BTC", Side.LONG, OrderAction.OPEN, "t", "t", quote_amount=1.0)
+    paper.submit(opening, T0, 1.0)
+    seen.append(paper.revision)
+    paper.submit(opening, T0, 1.0)  # a repeated id changes nothing, but counts all the same
+    seen.append(paper.revision)
+    paper.on_candle("BTC/USDT", candle(5, 2.0))  # another symbol moves its mark
+    seen.append(paper.revision)
+    assert seen == sorted(set(seen)), seen
+
+
+def fresh_view(book: _BookState, prices: Mapping[str, float]) -> PortfolioView:
+    """`Runtime._portfolio` as it was before the memo."""
+    broker = book.broker
+    trades = tuple(broker.closed_trades()[-20:])
+    return PortfolioView(
+        broker.equity(prices), broker.cash(), broker.positions(), dict(prices), trades
+    )
+
+
+def test_portfolio_views_reused_in_a_replay_equal_fresh_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        "baseline:\n  min_confidence: 0.55\nsubsystems:\n  signal_model:\n"
+        "    min_confidence: 0.55\n",
+        encoding="utf-8",
+    )
+    policy, plugins = application.load([REPO / "policies" / "default.yaml", overlay], env={})
+    series = load_series(bundled_data_dir(), policy.get("universe", "symbols"))
+    runtime = Runtime(
+        policy, plugins, series, tmp_path / "state", PaperBroker.from_policy, stage=Stage.AUTONOMY
+    )
+    memoised = Runtime._portfolio
+    counts = {"reused": 0, "built": 0}
+
+    def checked(self: Runtime, book: _BookState, prices: Mapping[str, float]) -> PortfolioView:
+        before = book.view
+        view = memoised(self, book, prices)
+        counts["reused" if before is not None and view is before[2] else "built"] += 1
+        assert view == fresh_view(book, prices)
+        return view
+
+    monkeypatch.setattr(Runtime, "_portfolio", checked)
+    runtime.run(limit=400)
+    trades = sum(len(book.broker.closed_trades()) for book in runtime.books.values())
+    assert trades > 5, "the replay trades, so views go stale"
+    assert counts["reused"] > counts["built"] / 2, counts
+
+
+def test_a_portfolio_view_is_rebuilt_after_a_fill_or_a_price_change(tmp_path: Path) -> None:
+    policy, plugins = application.load([REPO / "policies" / "default.yaml"], env={})
+    series = load_series(bundled_data_dir(), policy.get("universe", "symbols"))
+    runtime = Runtime(policy, plugins, series, tmp_path / "state", PaperBroker.from_policy)
+    book = runtime.books["shadow"]
+    symbol = next(iter(series))
+    prices = {symbol: 2.0}
+    first = runtime._portfolio(book, prices)
+    assert runtime._portfolio(book, prices) is first
+    assert runtime._portfolio(book, dict(prices)) is not first, "another mapping"
+    again = runtime._portfolio(book, prices)
+    prices[symbol] = 3.0  # the same mapping, changed
+    moved = runtime._portfolio(book, prices)
+    assert moved is not again and moved == fresh_view(book, prices)
+    opening = OrderIntent("o1", symbol, Side.LONG, OrderAction.OPEN, "t", "t", quote_amount=0.1)
+    book.broker.submit(opening, T0, 3.0)
+    opened = runtime._portfolio(book, prices)
+    assert opened is not moved and len(opened.positions) == 1
+    assert opened == fresh_view(book, prices)
+    runtime._close()
