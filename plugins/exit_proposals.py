@@ -32,6 +32,7 @@ so a still-live signal does not re-open what was just exited.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -122,6 +123,10 @@ class ExitProposals(Subsystem):
     def __init__(self) -> None:
         # Learned state: the latest close time per symbol, for the re-entry cooldown.
         self._last_exit: dict[str, datetime] = {}
+        #: Per symbol, the last (regimes, candles, regime) computed: both books' positions on
+        #: a symbol are checked on the same candles. Candles are immutable, so the same
+        #: candle objects with the same regimes give the same regime.
+        self._regimes: dict[str, tuple[Mapping[str, Any], Sequence[Candle], Regime | None]] = {}
 
     @hookimpl
     def aios_protect(
@@ -155,7 +160,7 @@ class ExitProposals(Subsystem):
         trailing_pct = position.trailing_stop_pct
         regimes = settings.get("regimes")
         candles = ctx.market.history(position.symbol, ATR_PERIOD + 1)
-        regime = None if regimes is None else volatility_regime(regimes, candles)
+        regime = None if regimes is None else self._regime(position.symbol, regimes, candles)
         if regimes is None:
             notes.append("no volatility regimes in the policy")
         elif regime is None:
@@ -215,6 +220,22 @@ class ExitProposals(Subsystem):
             take_profit=take_profit,
             trailing_stop_pct=trailing_pct,
         )
+
+    def _regime(
+        self, symbol: str, regimes: Mapping[str, Any], candles: Sequence[Candle]
+    ) -> Regime | None:
+        """`volatility_regime(regimes, candles)`, remembered for the symbol's latest candles."""
+        memo = self._regimes.get(symbol)
+        if (
+            memo is not None
+            and memo[0] is regimes
+            and len(memo[1]) == len(candles)
+            and all(map(operator.is_, memo[1], candles))
+        ):
+            return memo[2]
+        regime = volatility_regime(regimes, candles)
+        self._regimes[symbol] = (regimes, candles, regime)
+        return regime
 
     @staticmethod
     def _profit_lock(

@@ -4,6 +4,7 @@ each must give what computing afresh gives, and forget what a change made stale.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -195,3 +196,97 @@ def test_a_portfolio_view_is_rebuilt_after_a_fill_or_a_price_change(tmp_path: Pa
     assert opened is not moved and len(opened.positions) == 1
     assert opened == fresh_view(book, prices)
     runtime._close()
+
+
+# --- the monitor side: the engine's emergency limit, PIL's bands, exit proposals' regimes ------
+
+
+def test_the_emergency_close_follows_a_reload() -> None:
+    view = market({"ETH/BTC": candles_from_closes([100.0] * 30)})
+    losing = position(stop_loss=None, take_profit=None)
+    book = PortfolioView(1.0, 0.0, (losing,), {"ETH/BTC": 88.0})  # -12 %
+    policies = [
+        default_policy(),  # limit 10 %: closed
+        default_policy("safety:\n  emergency_close:\n    loss_limit_pct: 15\n"),
+        default_policy("safety:\n  emergency_close:\n    enabled: false\n"),
+        default_policy(),
+    ]
+    engine = Engine(policies[0], plugin_set([]), None, stage=Stage.AUTONOMY)
+    closed = []
+    for policy in policies:
+        engine.reload(T0, view, book, policy)
+        [order] = engine.monitor_cycle(T0, view, book).orders
+        closed.append(order.action is OrderAction.CLOSE and order.safety)
+    assert closed == [True, False, False, True]
+
+
+def pil_bands(extra: str = "") -> Policy:
+    return default_policy(
+        "subsystems:\n  position_intelligence:\n    bands:\n"
+        "      - {category: LOSER, max_pnl_pct: -3}\n"
+        "      - {category: BREAKEVEN, min_pnl_pct: -3, max_pnl_pct: 1}\n"
+        "      - {category: WINNER, min_pnl_pct: 1}\n" + extra
+    )
+
+
+def test_position_intelligence_bands_read_once_classify_as_classify_pnl() -> None:
+    from plugins.position_intelligence import PositionIntelligence, classify_pnl
+
+    pil = PositionIntelligence()
+    view = market({"ETH/BTC": candles_from_closes([100.0 + i * 0.1 for i in range(30)])})
+    for policy in (default_policy(), pil_bands(), default_policy()):  # and back: re-read
+        bands = policy.get("subsystems", "position_intelligence", "bands")
+        for price in (80.0, 97.0, 99.0, 100.0, 100.5, 101.0, 101.0001, 103.0, 120.0, math.nan):
+            ctx = context(
+                policy, market_view=view, portfolio=PortfolioView(1, 1, (), {"ETH/BTC": price})
+            )
+            assessment = pil.aios_classify_position(ctx, position())
+            assert assessment is not None
+            category, band = classify_pnl(bands, position().pnl_pct(price))
+            assert assessment.category is category
+            assert f" {category.value} {band}, " in assessment.reason
+
+
+def test_position_intelligence_with_unreadable_bands_fails_as_before() -> None:
+    from plugins.position_intelligence import PositionIntelligence
+
+    base = default_policy()
+    section = dict(base.get("subsystems", "position_intelligence"))
+    section["bands"] = [{"category": "WINNER", "min_pnl_pct": 50}, {"category": "NOPE"}]
+    odd = dataclasses.replace(
+        base,
+        document={
+            **base.document,
+            "subsystems": {**base.get("subsystems"), "position_intelligence": section},
+        },
+    )
+    pil = PositionIntelligence()
+    ctx = context(odd, portfolio=PortfolioView(1, 1, (), {"ETH/BTC": 200.0}))
+    assessment = pil.aios_classify_position(ctx, position())  # the first band holds +100 %
+    assert assessment is not None and assessment.category.value == "WINNER"
+    low = context(odd, portfolio=PortfolioView(1, 1, (), {"ETH/BTC": 90.0}))
+    with pytest.raises(ValueError, match="NOPE"):
+        pil.aios_classify_position(low, position())
+
+
+def test_exit_proposals_regimes_remembered_equal_fresh_ones() -> None:
+    from plugins.exit_proposals import ATR_PERIOD, ExitProposals, volatility_regime
+
+    exits = ExitProposals()
+    closes = [100.0 * (1 + 0.004 * ((i * 7) % 5 - 2)) for i in range(60)]
+    series = candles_from_closes(closes)
+    calm = default_policy().get("subsystems", "exit_proposals", "regimes")
+    wide = {name: {**values, "max_volatility_pct": 100.0} for name, values in calm.items()}
+    for end in range(ATR_PERIOD, 60):
+        window = series[max(0, end - ATR_PERIOD) : end + 1]
+        for regimes in (calm, calm, wide, calm):  # the same twice, another, back
+            expected = volatility_regime(regimes, window)
+            assert exits._regime("ETH/BTC", regimes, window) == expected
+        copied = [dataclasses.replace(c) for c in window]  # equal candles, other objects
+        assert exits._regime("ETH/BTC", wide, copied) == volatility_regime(wide, window)
+        shifted = series[max(0, end - ATR_PERIOD - 1) : end]
+        assert exits._regime("ETH/BTC", calm, shifted) == volatility_regime(calm, shifted)
+    assert any(
+        volatility_regime(calm, series[i - 15 : i]) != volatility_regime(wide, series[i - 15 : i])
+        for i in range(15, 60)
+    )
