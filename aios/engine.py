@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -72,6 +73,18 @@ BLOCKING_DIRECTIVES = frozenset(DirectiveKind)  # each of them forbids new trade
 RECENT_TRADES_WINDOW = 20
 VOLATILITY_LOOKBACK = 20
 _OUTCOMES = {Mode.ENFORCED: "applied", Mode.ADVISORY: "advisory"}
+
+#: The order a monitor action becomes.
+_ORDER_ACTIONS = {
+    ActionKind.CLOSE: OrderAction.CLOSE,
+    ActionKind.REDUCE: OrderAction.REDUCE,
+    ActionKind.SCALE_IN: OrderAction.SCALE_IN,
+    ActionKind.SET_STOPS: OrderAction.SET_STOPS,
+    ActionKind.EXTEND_HOLD: OrderAction.SET_STOPS,
+}
+#: Monitor actions journaled under `aios_amplify` (unless exit_proposals proposed them).
+_AMPLIFY_KINDS = (ActionKind.SCALE_IN, ActionKind.EXTEND_HOLD, ActionKind.REDUCE)
+_first = operator.itemgetter(0)
 
 _T = TypeVar("_T")
 _INIT_FIELDS: dict[type, tuple[str, ...]] = {}
@@ -1315,13 +1328,7 @@ class Engine:
         shadow = book == "shadow"
 
         def order(action: PositionAction, reason: str) -> OrderIntent:
-            kinds = {
-                ActionKind.CLOSE: OrderAction.CLOSE,
-                ActionKind.REDUCE: OrderAction.REDUCE,
-                ActionKind.SCALE_IN: OrderAction.SCALE_IN,
-                ActionKind.SET_STOPS: OrderAction.SET_STOPS,
-                ActionKind.EXTEND_HOLD: OrderAction.SET_STOPS,
-            }
+            kinds = _ORDER_ACTIONS
             quote = None
             if action.kind is ActionKind.SCALE_IN and action.fraction is not None:
                 quote = position.entry_price * position.quantity * action.fraction
@@ -1356,10 +1363,8 @@ class Engine:
             return result
 
         # safety floor: emergency close strictly beyond the loss limit, in every stage
-        if self.policy.get("safety", "emergency_close", "enabled", default=True):
-            limit = float(
-                self.policy.get("safety", "emergency_close", "loss_limit_pct", default=10.0)
-            )
+        limit = self._emergency_limit()
+        if limit is not None:
             pnl = position.pnl_pct(price)
             if pnl < -limit:
                 action = PositionAction(
@@ -1434,13 +1439,12 @@ class Engine:
                         )
 
         chosen: list[tuple[HookResult, PositionAction]] = []
-        for _, result, action in sorted(candidates, key=lambda c: c[0]):
+        for _, result, action in sorted(candidates, key=_first):
             applied = self._dispose(
                 ctx,
                 result,
                 "aios_amplify"
-                if action.kind in (ActionKind.SCALE_IN, ActionKind.EXTEND_HOLD, ActionKind.REDUCE)
-                and result.plugin != "exit_proposals"
+                if action.kind in _AMPLIFY_KINDS and result.plugin != "exit_proposals"
                 else "aios_protect",
                 subject,
                 f"{action.kind.value}: {action.reason}",
@@ -1482,6 +1486,22 @@ class Engine:
             )
             return order(action, action.reason)
         return None
+
+    #: (policy, the emergency loss limit in %, None when the emergency close is off): read
+    #: once per policy object, not for every position check (a reload swaps the object).
+    _emergency_memo: tuple[Policy, float | None] | None = None
+
+    def _emergency_limit(self) -> float | None:
+        memo = self._emergency_memo
+        if memo is None or memo[0] is not self.policy:
+            policy = self.policy
+            limit = (
+                float(policy.get("safety", "emergency_close", "loss_limit_pct", default=10.0))
+                if policy.get("safety", "emergency_close", "enabled", default=True)
+                else None
+            )
+            memo = self._emergency_memo = (policy, limit)
+        return memo[1]
 
     @staticmethod
     def _tightest(position: Position, actions: Sequence[PositionAction]) -> PositionAction:

@@ -215,6 +215,19 @@ class PortfolioView:
 
 # --- the cycle context -------------------------------------------------------------------------
 
+_UNKNOWN: Any = object()
+#: `CycleContext.settings`' memo: one policy object and its subsystem sections (None: no
+#: section, or one that is not a mapping). Replaced as a whole, so that a thread reading it
+#: while another swaps it in for a new policy never files one policy's section under another.
+_SECTIONS: tuple[object, dict[str, Mapping[str, Any] | None]] = (_UNKNOWN, {})
+
+
+def _remember_sections_of(policy: object) -> tuple[object, dict[str, Mapping[str, Any] | None]]:
+    global _SECTIONS
+    memo: tuple[object, dict[str, Mapping[str, Any] | None]] = (policy, {})
+    _SECTIONS = memo
+    return memo
+
 
 @dataclass(frozen=True, slots=True)
 class Directive:
@@ -240,9 +253,21 @@ class CycleContext:
     models: ModelRegistry | None = None
 
     def settings(self, subsystem: str) -> Mapping[str, Any]:
-        """The policy section of one subsystem (empty when it has none)."""
-        section = self.policy.get("subsystems", subsystem, default={})
-        return section if isinstance(section, Mapping) else {}
+        """The policy section of one subsystem (empty when it has none).
+
+        Asked by every plugin on every hook call: the sections are remembered per policy
+        object (policies are immutable; a reload swaps the object), the same objects
+        `Policy.get` returns. A subsystem without a section gets a fresh `{}` each time."""
+        policy = self.policy
+        memo = _SECTIONS
+        if memo[0] is not policy:
+            memo = _remember_sections_of(policy)
+        sections = memo[1]
+        section = sections.get(subsystem, _UNKNOWN)
+        if section is _UNKNOWN:
+            found = policy.get("subsystems", subsystem, default=None)
+            section = sections[subsystem] = found if isinstance(found, Mapping) else None
+        return {} if section is None else section
 
     def risk_multipliers(self) -> Mapping[str, Any]:
         """The current risk mode's row of the policy's multiplier table."""

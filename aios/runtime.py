@@ -500,6 +500,9 @@ class _BookState:
     curve: list[tuple[str, float]] = field(default_factory=list)
     seen_trades: int = 0
     announced: set[str] = field(default_factory=set)
+    #: The last portfolio view built (see `Runtime._portfolio`): the prices mapping it was
+    #: built from, the broker's revision then, and the view.
+    view: tuple[Mapping[str, float], int, PortfolioView] | None = None
 
 
 def _aligned_times(series: Mapping[str, Sequence[Candle]]) -> list[datetime]:
@@ -618,11 +621,27 @@ class Runtime:
         return prices
 
     def _portfolio(self, book: _BookState, prices: Mapping[str, float]) -> PortfolioView:
+        """The book as the engine sees it. Asked about six times per candle time for each book
+        (monitor, entry, equity sample, opens and closes); a broker that counts its changes
+        (`revision`, the paper exchange) gets the previous view again while neither it nor
+        the prices (the same, unchanged mapping) moved: the values a fresh build gives."""
         broker = book.broker
+        revision = getattr(broker, "revision", None)
+        cached = book.view
+        if (
+            cached is not None
+            and revision is not None
+            and cached[0] is prices
+            and cached[1] == revision
+            and cached[2].prices == prices
+        ):
+            return cached[2]
         trades = tuple(broker.closed_trades()[-20:])
-        return PortfolioView(
+        view = PortfolioView(
             broker.equity(prices), broker.cash(), broker.positions(), dict(prices), trades
         )
+        book.view = None if revision is None else (prices, revision, view)
+        return view
 
     def _exchange_report(self) -> HealthReport:
         if self.exchange_health is None:

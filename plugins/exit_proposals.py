@@ -32,7 +32,8 @@ so a still-live signal does not re-open what was just exited.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -122,6 +123,10 @@ class ExitProposals(Subsystem):
     def __init__(self) -> None:
         # Learned state: the latest close time per symbol, for the re-entry cooldown.
         self._last_exit: dict[str, datetime] = {}
+        #: Per symbol, the last (regimes, candles, regime) computed: both books' positions on
+        #: a symbol are checked on the same candles. Candles are immutable, so the same
+        #: candle objects with the same regimes give the same regime.
+        self._regimes: dict[str, tuple[Mapping[str, Any], Sequence[Candle], Regime | None]] = {}
 
     @hookimpl
     def aios_protect(
@@ -148,73 +153,104 @@ class ExitProposals(Subsystem):
         side, sign = position.side, position.side.sign
         defensive = DirectiveKind.DEFENSIVE_EXIT in ctx.directives
         factor = float(settings["defensive_tighten_factor"]) if defensive else 1.0
-        candidates: list[tuple[float, str]] = []
-        notes: list[str] = []
+        # The texts are written only for an action that goes out (most checks propose
+        # nothing): each is a function of the values it reads, called at the end.
+        candidates: list[tuple[float, Callable[[], str]]] = []
+        notes: list[Callable[[], str]] = []
 
         take_profit = position.take_profit
         trailing_pct = position.trailing_stop_pct
         regimes = settings.get("regimes")
         candles = ctx.market.history(position.symbol, ATR_PERIOD + 1)
-        regime = None if regimes is None else volatility_regime(regimes, candles)
+        regime = None if regimes is None else self._regime(position.symbol, regimes, candles)
         if regimes is None:
-            notes.append("no volatility regimes in the policy")
+            notes.append(lambda: "no volatility regimes in the policy")
         elif regime is None:
-            notes.append(f"ATR unknown (fewer than {ATR_PERIOD + 1} candles)")
+            notes.append(lambda: f"ATR unknown (fewer than {ATR_PERIOD + 1} candles)")
         else:
             sl_atr = float(regime.settings["sl_atr"])
             distance = sl_atr * regime.atr * factor
             regime_stop = price - sign * distance
-            defensive_text = f" x DEFENSIVE_EXIT {factor:g}" if defensive else ""
-            notes.append(f"{regime.name} regime (ATR {regime.atr:.6g} = {regime.atr_pct:.3f}%)")
+            notes.append(
+                lambda: f"{regime.name} regime (ATR {regime.atr:.6g} = {regime.atr_pct:.3f}%)"
+            )
             if regime_stop > 0:
-                direction = "-" if sign > 0 else "+"
                 candidates.append(
                     (
                         regime_stop,
-                        f"regime: price {price:g} {direction} {sl_atr:g} x ATR{defensive_text}",
+                        lambda: (
+                            f"regime: price {price:g} {'-' if sign > 0 else '+'} {sl_atr:g} x ATR"
+                            + (f" x DEFENSIVE_EXIT {factor:g}" if defensive else "")
+                        ),
                     )
                 )
             regime_tp = position.entry_price + sign * float(regime.settings["tp_atr"]) * regime.atr
             if (regime_tp - price) * sign > 0:
                 take_profit = regime_tp
                 notes.append(
-                    f"TP {regime_tp:.6g} = entry {'+' if sign > 0 else '-'} "
-                    f"{float(regime.settings['tp_atr']):g} x ATR"
+                    lambda: (
+                        f"TP {regime_tp:.6g} = entry {'+' if sign > 0 else '-'} "
+                        f"{float(regime.settings['tp_atr']):g} x ATR"
+                    )
                 )
             else:
-                notes.append(f"regime TP {regime_tp:.6g} is behind the price, TP kept")
+                notes.append(lambda: f"regime TP {regime_tp:.6g} is behind the price, TP kept")
             regime_trailing = float(regime.settings["trailing_atr"]) * regime.atr_pct * factor
             activation = float(settings.get("trailing_activation_r", 0.0))
             r_now = position.r_multiple(price)
             armed = activation <= 0 or (r_now is not None and r_now >= activation)
             if not armed:
                 notes.append(
-                    f"trailing not armed (R {'unknown' if r_now is None else f'{r_now:.3f}'} < {activation:g})"
+                    lambda: (
+                        f"trailing not armed (R {'unknown' if r_now is None else f'{r_now:.3f}'} < {activation:g})"
+                    )
                 )
             elif trailing_pct is None or regime_trailing < trailing_pct:
                 trailing_pct = regime_trailing
-                notes.append(f"trailing {regime_trailing:.3f}%")
+                notes.append(lambda: f"trailing {regime_trailing:.3f}%")
 
         lock = self._profit_lock(settings.get("profit_lock_tiers", ()), position, price)
         if lock is not None:
-            candidates.append(lock)
+            lock_text = lock[1]
+            candidates.append((lock[0], lambda: lock_text))
 
         if not candidates:
             return None
-        stop, why = (max if side is Side.LONG else min)(candidates, key=lambda c: c[0])
+        chosen, (stop, _) = (max if side is Side.LONG else min)(
+            enumerate(candidates), key=lambda c: c[1][0]
+        )
         current = position.stop_loss
         if current is not None and not _tighter(side, stop, current):
             return None
+        written = [(value, text()) for value, text in candidates]
+        why = written[chosen][1]
         against = "no stop" if current is None else f"the stop {current:.6g}"
-        others = [f"other stop {value:.6g} ({text})" for value, text in candidates if text != why]
+        others = [f"other stop {value:.6g} ({text})" for value, text in written if text != why]
         return PositionAction(
             position.id,
             ActionKind.SET_STOPS,
-            f"stop {stop:.6g} ({why}) is tighter than {against}; " + "; ".join(others + notes),
+            f"stop {stop:.6g} ({why}) is tighter than {against}; "
+            + "; ".join(others + [note() for note in notes]),
             stop_loss=stop,
             take_profit=take_profit,
             trailing_stop_pct=trailing_pct,
         )
+
+    def _regime(
+        self, symbol: str, regimes: Mapping[str, Any], candles: Sequence[Candle]
+    ) -> Regime | None:
+        """`volatility_regime(regimes, candles)`, remembered for the symbol's latest candles."""
+        memo = self._regimes.get(symbol)
+        if (
+            memo is not None
+            and memo[0] is regimes
+            and len(memo[1]) == len(candles)
+            and all(map(operator.is_, memo[1], candles))
+        ):
+            return memo[2]
+        regime = volatility_regime(regimes, candles)
+        self._regimes[symbol] = (regimes, candles, regime)
+        return regime
 
     @staticmethod
     def _profit_lock(

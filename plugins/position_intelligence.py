@@ -43,6 +43,10 @@ from aios.hookspecs import hookimpl
 from aios.model import Category, CycleContext, Position, PositionAssessment, Recommendation
 from aios.plugin import Subsystem
 
+#: What Position Intelligence reads from its section: the bands as (low, high, category,
+#: written out), the momentum lookback, strong momentum %, max_hold_s.
+_Knobs = tuple[tuple[tuple[float, float, Category, str], ...], int, float, float]
+
 
 def _bound(band: Mapping[str, Any], key: str, missing: float) -> float:
     value = band.get(key)
@@ -84,6 +88,35 @@ class PositionIntelligence(Subsystem):
 
     name = "position_intelligence"
 
+    def __init__(self) -> None:
+        #: (settings, what `_knobs` read from them): the section is the same object for as
+        #: long as the policy is (aios.model.CycleContext.settings), and policies are immutable.
+        self._knobs_memo: tuple[Mapping[str, Any], _Knobs | None] | None = None
+
+    def _knobs(self, settings: Mapping[str, Any]) -> _Knobs | None:
+        """The bands as (low, high, category, written out) and the three numbers, read once
+        per section; None when reading them fails, for the plain path to fail as it did."""
+        memo = self._knobs_memo
+        if memo is not None and memo[0] is settings:
+            return memo[1]
+        knobs: _Knobs | None
+        try:
+            bands = []
+            for band in settings.get("bands", ()):
+                low = _bound(band, "min_pnl_pct", -math.inf)
+                high = _bound(band, "max_pnl_pct", math.inf)
+                bands.append((low, high, Category(band["category"]), f"({low:g}, {high:g}]"))
+            knobs = (
+                tuple(bands),
+                int(settings["momentum_lookback_candles"]),
+                float(settings["strong_momentum_pct"]),
+                float(settings["max_hold_s"]),
+            )
+        except Exception:
+            knobs = None
+        self._knobs_memo = (settings, knobs)
+        return knobs
+
     @hookimpl
     def aios_classify_position(
         self, ctx: CycleContext, position: Position
@@ -94,13 +127,25 @@ class PositionIntelligence(Subsystem):
             return None  # no price at all: nothing can be said about this position
 
         pnl = position.pnl_pct(price)
-        category, band = classify_pnl(settings.get("bands", ()), pnl)
-        r_multiple = position.r_multiple(price)
-        lookback = int(settings["momentum_lookback_candles"])
-        momentum = _momentum_pct(ctx, position, lookback)
-        age_s = (ctx.now - position.opened_at).total_seconds()
-        strong = float(settings["strong_momentum_pct"])
-        max_hold_s = float(settings["max_hold_s"])
+        knobs = self._knobs(settings)
+        if knobs is None:
+            category, band = classify_pnl(settings.get("bands", ()), pnl)
+            r_multiple = position.r_multiple(price)
+            lookback = int(settings["momentum_lookback_candles"])
+            momentum = _momentum_pct(ctx, position, lookback)
+            age_s = (ctx.now - position.opened_at).total_seconds()
+            strong = float(settings["strong_momentum_pct"])
+            max_hold_s = float(settings["max_hold_s"])
+        else:
+            bands, lookback, strong, max_hold_s = knobs
+            category, band = Category.UNKNOWN, "no band"
+            for low, high, banded, written in bands:  # classify_pnl, precomputed
+                if low < pnl <= high:
+                    category, band = banded, written
+                    break
+            r_multiple = position.r_multiple(price)
+            momentum = _momentum_pct(ctx, position, lookback)
+            age_s = (ctx.now - position.opened_at).total_seconds()
 
         momentum_text = (
             f"momentum unknown (fewer than {lookback + 1} candles)"

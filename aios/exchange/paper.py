@@ -152,6 +152,10 @@ class PaperBroker:
         self._closed_view: tuple[ClosedTrade, ...] = ()
         self._memory = OrderMemory()
         self._last_candle: dict[str, Candle] = {}
+        #: Counts the calls that may change what the broker reports (`submit`, `on_candle`):
+        #: while it stays the same, cash, equity at the same prices, positions and closed
+        #: trades are what they were (the runtime reuses its portfolio view on that).
+        self.revision = 0
 
     @classmethod
     def from_policy(cls, policy: Policy, *, limit_ttl_candles: int = 3) -> PaperBroker:
@@ -194,6 +198,7 @@ class PaperBroker:
 
     def submit(self, order: OrderIntent, now: datetime, price: float) -> list[Fill]:
         """Execute `order` at reference `price`; see the module docstring for the rules."""
+        self.revision += 1
         return self._memory.once(order.id, lambda: self._submit(order, now, price))
 
     def on_candle(self, symbol: str, candle: Candle) -> list[Fill]:
@@ -202,11 +207,14 @@ class PaperBroker:
         last = self._last_candle.get(symbol)
         if last is not None and candle.time <= last.time:
             return []
+        self.revision += 1
         self._last_candle[symbol] = candle
         fills: list[Fill] = []
-        for book in [b for b in self._positions.values() if b.symbol == symbol]:
-            fills.extend(self._protect(book, candle))
-        fills.extend(self._fill_resting(symbol, candle))
+        if self._positions:
+            for book in [b for b in self._positions.values() if b.symbol == symbol]:
+                fills.extend(self._protect(book, candle))
+        if self._resting:
+            fills.extend(self._fill_resting(symbol, candle))
         return fills
 
     # --- extras for the runtime and tests ------------------------------------------------------
