@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import plugins._logistic as logistic
@@ -128,6 +128,8 @@ def test_the_volatility_bracket_contains_the_two_pass_value(
     st.integers(min_value=3, max_value=288),
     st.sampled_from(["at", "below", "above"]),
 )
+@example("XMR_BTC", 977, 3, "at")  # a flat window: volatility 0, no valid limit at or below it
+@example("XMR_BTC", 977, 3, "above")
 def test_universe_decides_volatility_as_the_plain_computation_at_its_limits(
     name: str, start: int, length: int, where: str
 ) -> None:
@@ -146,6 +148,7 @@ def test_universe_decides_volatility_as_the_plain_computation_at_its_limits(
         "below": math.nextafter(volatility, 0.0),
         "above": math.nextafter(volatility, math.inf),
     }[where]
+    assume(limit > 0)  # the policy requires max_volatility_pct > 0 (a flat window's is 0)
     overlay = (
         "subsystems:\n  universe_os:\n    dynamic:\n"
         f"      lookback_candles: {length}\n      max_volatility_pct: {limit!r}\n"
