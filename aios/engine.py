@@ -784,6 +784,21 @@ class Engine:
                 proposed = frozenset({DirectiveKind.NO_NEW_TRADES}) | frozenset(
                     self.shadow.directives
                 )
+                if DirectiveKind.NO_NEW_TRADES not in self.actual.directives:
+                    # journaled like an applied directive decision (when it starts), so that
+                    # the stage guards and `aios status` see the block put in force
+                    in_force = frozenset(self.actual.directives) | {DirectiveKind.NO_NEW_TRADES}
+                    self._journal(
+                        ctx,
+                        ENGINE,
+                        "aios_directives",
+                        "directives",
+                        {"active": sorted(d.value for d in in_force)},
+                        "applied",
+                        True,
+                        "self-healing failed (fail_closed): NO_NEW_TRADES assumed",
+                        mode="ENGINE",
+                    )
                 self._set_directives(
                     ctx,
                     self.shadow,

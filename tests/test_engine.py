@@ -468,3 +468,56 @@ def test_a_reload_or_a_stage_change_is_seen_by_the_remembered_modes() -> None:
     assert len(run_entry(eng, now=T0 + timedelta(minutes=10)).orders) == 1
     eng.stage = Stage.AUTONOMY
     assert run_entry(eng, now=T0 + timedelta(minutes=15)).orders == ()
+
+
+class FailingSelfHealing:
+    name = "self_healing"
+
+    def __init__(self) -> None:
+        self.raises = True
+
+    @hookimpl
+    def aios_directives(
+        self, ctx: CycleContext, health: Sequence[HealthReport]
+    ) -> DirectiveProposal:
+        if self.raises:
+            raise RuntimeError("no health data")
+        return DirectiveProposal(frozenset())
+
+
+def test_the_block_a_fail_closed_self_healing_error_assumes_is_journaled_for_the_guards(
+    tmp_path: Path,
+) -> None:
+    """The NO_NEW_TRADES put in force when a fail-closed self-healing raises is journaled as a
+    directive decision once, when it starts; the stage guards and `aios status` read it, and
+    self-healing's next answer clears it the same way."""
+    import sqlite3
+
+    from aios.stages import directives_in_force
+
+    healer = FailingSelfHealing()
+    path = tmp_path / "journal.sqlite"
+    overlay = "subsystems:\n  self_healing:\n    on_error: fail_closed\n"
+    with Journal(path) as journal:
+        eng = engine(Source(), healer, overlay=overlay, journal=journal)
+        eng.run_id = "run-1"
+        for minute in range(2):  # (a third failure in a row would trip it for its cool-off)
+            outcome = run_entry(eng, now=T0 + timedelta(minutes=minute))
+            assert outcome.orders == ()
+        journal.flush()
+
+        def in_force(proposed: bool) -> list[str]:
+            with sqlite3.connect(path) as connection:
+                return directives_in_force(connection, "run-1", 0, proposed=proposed)
+
+        rows = [r for r in journal.reader().query() if r.hook == "aios_directives"]
+        assert [(r.subsystem, r.outcome) for r in rows] == [
+            ("self_healing", "error"),
+            ("engine", "applied"),
+            ("self_healing", "error"),
+        ]
+        assert in_force(proposed=True) == in_force(proposed=False) == ["NO_NEW_TRADES"]
+        healer.raises = False
+        assert run_entry(eng, now=T0 + timedelta(minutes=2)).orders != ()
+        journal.flush()
+        assert in_force(proposed=True) == in_force(proposed=False) == []
