@@ -7,12 +7,40 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from aios.stages import directives_in_force, health_states, run_rows_from
+from aios.stages import directives_in_force, health_states, latest_engine_run, run_rows_from
 from aios.state import database_path
 
 
 class StatusError(Exception):
     """No state store, or one that cannot be read; the message says which and where."""
+
+
+def _latest_run(connection: sqlite3.Connection) -> str | None:
+    """The run to show: the one started last, unless another run journaled after it started
+    (an older run resumed since: `aios run --resume` continues a run under its own id)."""
+    newest = connection.execute("SELECT run_id FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
+    if newest is None:
+        return None
+    journaling = latest_engine_run(connection) if _has_journal(connection) else None
+    if journaling is None or journaling[0] == newest[0]:
+        return str(newest[0])
+    started_at_row = run_rows_from(connection, str(newest[0]))
+    last_row = connection.execute(
+        "SELECT MAX(rowid) FROM decisions WHERE rowid > ? AND run_id = ?",
+        (started_at_row, journaling[0]),
+    ).fetchone()
+    resumed = last_row is not None and last_row[0] is not None
+    known = connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (journaling[0],)).fetchone()
+    return journaling[0] if resumed and known is not None else str(newest[0])
+
+
+def _has_journal(connection: sqlite3.Connection) -> bool:
+    return (
+        connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
+        ).fetchone()
+        is not None
+    )
 
 
 def read_status(state_dir: Path | None) -> dict[str, Any]:
@@ -22,7 +50,9 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         run = connection.execute(
-            "SELECT run_id, status, stage, policy_hash, policy_sources, report FROM runs ORDER BY rowid DESC LIMIT 1"
+            "SELECT run_id, status, stage, policy_hash, policy_sources, report FROM runs"
+            " WHERE run_id = ?",
+            (_latest_run(connection),),
         ).fetchone()
     except sqlite3.DatabaseError as exc:
         raise StatusError(f"cannot read the state store {path}: {exc}") from None

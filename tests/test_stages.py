@@ -712,3 +712,26 @@ def test_a_store_from_before_runs_recorded_their_start_is_read_whole(tmp_path: P
     )
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["health"] == {"feed": "CRITICAL"}
+
+
+def test_status_shows_a_resumed_run_not_the_one_started_after_it(tmp_path: Path) -> None:
+    """`aios run --resume` continues an older run under its own id: once it journals again,
+    it is the run `aios status` shows; a run just started, with nothing journaled yet, is shown
+    before an older one."""
+    policy = default_policy(HEALTH_GUARDS)
+
+    def shown() -> str:
+        result = CliRunner().invoke(
+            app, ["status", "--state-dir", str(tmp_path), "--format", "json"], env={}
+        )
+        assert result.exit_code == 0, result.output
+        return str(json.loads(result.stdout)["run_id"])
+
+    start_run(tmp_path, "run-1", policy)
+    journal_rows(tmp_path, health_row("run-1", "feed", 0))
+    start_run(tmp_path, "run-2", policy)
+    assert shown() == "run-2"  # started, nothing journaled yet
+    journal_rows(tmp_path, health_row("run-2", "feed", 0))
+    assert shown() == "run-2"
+    journal_rows(tmp_path, health_row("run-1", "feed", 2))  # run-1 resumed
+    assert shown() == "run-1"
