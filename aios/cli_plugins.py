@@ -313,9 +313,19 @@ def _section_findings(name: str, schema: Mapping[str, Any]) -> list[Finding]:
                     f"the policy section redefines the common key {key!r}, which is ignored (aios adds enabled, mode and on_error)"
                 )
             )
+    # Each default is checked against its property as composed into the policy schema, so
+    # that a `$ref` into the policy's `$defs` resolves (the section itself has none).
+    from aios.policy.schema import compose_schema
+
+    try:
+        composed = compose_schema({name: schema})
+    except ValueError:  # named like a core subsystem: reported as a load problem of its own
+        return findings
+    root = Draft202012Validator(composed)
+    section = composed["properties"]["subsystems"]["properties"][name]["properties"]
     for key, sub in properties.items():
-        if isinstance(sub, dict) and "default" in sub:
-            problems = list(Draft202012Validator(sub).iter_errors(sub["default"]))
+        if isinstance(sub, dict) and "default" in sub and key not in COMMON_KEYS:
+            problems = list(root.evolve(schema=section[key]).iter_errors(sub["default"]))
             if problems:
                 findings.append(
                     error(

@@ -122,6 +122,18 @@ class Wrapper(Section):
         return (yield)
 
 
+class RefDefault:
+    name = "ref_default"
+    aios_contract = "1.0"
+
+    @hookimpl
+    def aios_policy_section(self):
+        # a $ref into the policy schema's $defs, with a default it refuses
+        return PolicySection(
+            self.name, {"properties": {"fallback": {"$ref": "#/$defs/mode", "default": "NOPE"}}}
+        )
+
+
 class Silent:
     name = "silent"
 
@@ -142,6 +154,7 @@ ENTRY_POINTS = {
     "clash": "Clash",
     "wrapper": "Wrapper",
     "silent": "Silent",
+    "ref_default": "RefDefault",
     "broken": "Missing",
 }
 
@@ -287,6 +300,17 @@ def test_configuring_a_left_out_section_is_an_error_that_says_why(
         for line in lines
     ), lines
     assert lines[-1].endswith("invalid, 1 error, 1 warning")
+
+
+def test_a_default_is_checked_against_the_policy_schema_its_ref_points_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(tmp_path, monkeypatch, ["ref_default"])
+    code, report = check_json()
+    assert code == 1
+    assert messages(report, "ref_default") == [
+        "error section: default of subsystems.ref_default.fallback does not satisfy its own schema: 'NOPE' is not one of ['OFF', 'OBSERVE', 'ADVISORY', 'ENFORCED']"
+    ]
 
 
 def test_warnings_pass_unless_strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
