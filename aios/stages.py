@@ -322,12 +322,7 @@ class StageStore:
         ]
 
     def _table_exists(self, name: str) -> bool:
-        return (
-            self.connection.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()
-            is not None
-        )
+        return table_exists(self.connection, name)
 
     def _marks(self) -> tuple[int, int, int]:
         """Where the evidence of a new stage starts: the newest row ids of the runtime's tables."""
@@ -635,6 +630,16 @@ class StageStore:
             "failing": [asdict(c) for checks in failing.values() for c in checks],
             "evidence": asdict(evidence),
         }
+
+
+def table_exists(connection: sqlite3.Connection, name: str) -> bool:
+    """Whether the store has this table yet (a store gains tables as runs and stages use it)."""
+    return (
+        connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
+        is not None
+    )
 
 
 def run_rows_from(connection: sqlite3.Connection, run_id: str) -> int:

@@ -7,7 +7,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from aios.stages import directives_in_force, health_states, latest_engine_run, run_rows_from
+from aios.journal import OPERATOR_RUN_ID
+from aios.stages import directives_in_force, health_states, run_rows_from, table_exists
 from aios.state import database_path
 
 
@@ -21,26 +22,17 @@ def _latest_run(connection: sqlite3.Connection) -> str | None:
     newest = connection.execute("SELECT run_id FROM runs ORDER BY rowid DESC LIMIT 1").fetchone()
     if newest is None:
         return None
-    journaling = latest_engine_run(connection) if _has_journal(connection) else None
-    if journaling is None or journaling[0] == newest[0]:
-        return str(newest[0])
-    started_at_row = run_rows_from(connection, str(newest[0]))
-    last_row = connection.execute(
-        "SELECT MAX(rowid) FROM decisions WHERE rowid > ? AND run_id = ?",
-        (started_at_row, journaling[0]),
+    newest_id = str(newest[0])
+    if not table_exists(connection, "decisions"):
+        return newest_id
+    last = connection.execute(
+        "SELECT run_id, rowid FROM decisions WHERE run_id != ? ORDER BY rowid DESC LIMIT 1",
+        (OPERATOR_RUN_ID,),
     ).fetchone()
-    resumed = last_row is not None and last_row[0] is not None
-    known = connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (journaling[0],)).fetchone()
-    return journaling[0] if resumed and known is not None else str(newest[0])
-
-
-def _has_journal(connection: sqlite3.Connection) -> bool:
-    return (
-        connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decisions'"
-        ).fetchone()
-        is not None
-    )
+    if last is None or last[0] == newest_id or last[1] <= run_rows_from(connection, newest_id):
+        return newest_id
+    known = connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (last[0],)).fetchone()
+    return str(last[0]) if known is not None else newest_id
 
 
 def read_status(state_dir: Path | None) -> dict[str, Any]:
@@ -59,10 +51,7 @@ def read_status(state_dir: Path | None) -> dict[str, Any]:
     if run is None:
         raise StatusError(f"the state store {path} has no run yet")
     run_id, status, stage, policy_hash, sources, report = run
-    stored = connection.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'stage_state'"
-    ).fetchone()
-    if stored is not None:
+    if table_exists(connection, "stage_state"):
         current = connection.execute("SELECT stage FROM stage_state WHERE id = 1").fetchone()
         if current is not None:
             stage = current[0]  # the stage machine's, which may have moved since the run
