@@ -450,20 +450,7 @@ def test_an_operator_decision_does_not_move_the_measured_decisions(tmp_path: Pat
 
 # --- directives and health: the state as the latest engine run left it ----------------------
 
-#: Every guard open but the two on directives and health, for both steps.
-HEALTH_GUARDS = """\
-stages:
-  promotion:
-    to_advisory:
-      min_time_in_stage_s: 0
-      min_decisions: 0
-      min_shadow_trades: 0
-      max_shadow_drawdown_pct: 100
-      max_shadow_underperformance_pct: 100
-      require_no_active_directive: true
-      require_no_critical_health: true
-      min_time_since_policy_change_s: 0
-    to_autonomy:
+_OPEN_BUT_STATE = """\
       min_time_in_stage_s: 0
       min_decisions: 0
       min_shadow_trades: 0
@@ -473,6 +460,10 @@ stages:
       require_no_critical_health: true
       min_time_since_policy_change_s: 0
 """
+#: Every guard open but the two on directives and health, for both steps.
+HEALTH_GUARDS = "stages:\n  promotion:\n" + "".join(
+    f"    {step}:\n{_OPEN_BUT_STATE}" for step in ("to_advisory", "to_autonomy")
+)
 
 
 def health_row(run_id: str, component: str, status: int) -> Decision:

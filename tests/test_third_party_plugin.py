@@ -117,26 +117,29 @@ def test_denied_plugin_is_not_loaded(installed: Path, tmp_path: Path) -> None:
         app.load([DEFAULT, overlay_file(tmp_path), deny], env={})
 
 
+def entry_cycles(engine: Engine, count: int = 400) -> None:
+    """The first `count` candle times of the bundled candles, an entry cycle each, on an empty
+    book valued at the latest closes."""
+    series = load_directory(bundled_data_dir(), ["ETH/BTC", "LTC/BTC", "XMR/BTC"])
+    times = sorted({c.time for candles in series.values() for c in candles})[:count]
+    market = InMemoryMarket(series)
+    for now in times:
+        market.advance(now)
+        prices = {s: c.close for s in market.symbols if (c := market.last(s)) is not None}
+        engine.entry_cycle(
+            now,
+            market,
+            PortfolioView(1.0, 1.0, prices=prices),
+            component_health=healthy_components(),
+        )
+
+
 def test_its_proposals_reach_the_journal_and_aios_explain(installed: Path, tmp_path: Path) -> None:
     policy, plugins = app.load([DEFAULT, overlay_file(tmp_path)], env={})
-    series = load_directory(bundled_data_dir(), ["ETH/BTC", "LTC/BTC", "XMR/BTC"])
-    times = sorted({c.time for candles in series.values() for c in candles})[:400]
-    market = InMemoryMarket(series)
     state = tmp_path / "state"
     state.mkdir()
     with Journal(database_path(state)) as journal:
-        engine = Engine(policy, plugins, journal, stage=Stage.AUTONOMY, run_id="t")
-        book = PortfolioView(equity=1.0, cash=1.0)
-        for now in times:
-            market.advance(now)
-            prices = {s: market.last(s).close for s in market.symbols if market.last(s) is not None}  # type: ignore[union-attr]
-            engine.entry_cycle(
-                now,
-                market,
-                PortfolioView(1.0, 1.0, prices=prices),
-                component_health=healthy_components(),
-            )
-        del book
+        entry_cycles(Engine(policy, plugins, journal, stage=Stage.AUTONOMY, run_id="t"))
         rows = journal.reader().query(subsystem="spike_guard")
     assert rows, "the plugin's proposals are journaled"
     assert {r.hook for r in rows} == {"aios_filter_entry"}
@@ -181,20 +184,8 @@ def test_a_plugin_whose_section_is_no_json_schema_stays_off_and_the_others_run(
         ("subsystems", "spike_guard", "max_candle_range_pct")
     ]
 
-    series = load_directory(bundled_data_dir(), ["ETH/BTC", "LTC/BTC", "XMR/BTC"])
-    times = sorted({c.time for candles in series.values() for c in candles})[:400]
-    market = InMemoryMarket(series)
     with Journal(":memory:") as journal:
-        engine = Engine(policy, plugins, journal, stage=Stage.AUTONOMY, run_id="t")
-        for now in times:
-            market.advance(now)
-            prices = {s: market.last(s).close for s in market.symbols if market.last(s) is not None}  # type: ignore[union-attr]
-            engine.entry_cycle(
-                now,
-                market,
-                PortfolioView(1.0, 1.0, prices=prices),
-                component_health=healthy_components(),
-            )
+        entry_cycles(Engine(policy, plugins, journal, stage=Stage.AUTONOMY, run_id="t"))
         reader = journal.reader()
         assert reader.query(subsystem="spike_guard"), "the sound plugin runs"
         assert reader.query(subsystem="bad_blocker") == []
