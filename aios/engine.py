@@ -185,6 +185,7 @@ class _Knobs:
         "baseline_max",
         "baseline_sl",
         "baseline_tp",
+        "emergency_loss_limit_pct",
         "min_order_quote",
         "policy",
         "stake_fraction",
@@ -202,6 +203,12 @@ class _Knobs:
         )
         self.min_order_quote = float(
             policy.get("subsystems", "portfolio_balancer", "min_order_quote", default=0.0)
+        )
+        #: The safety floor's loss limit for an emergency close (None: switched off).
+        self.emergency_loss_limit_pct = (
+            float(policy.get("safety", "emergency_close", "loss_limit_pct", default=10.0))
+            if policy.get("safety", "emergency_close", "enabled", default=True)
+            else None
         )
         self._allows_new_trades: dict[RiskMode, bool] = {}
         self._size_multipliers: dict[RiskMode, float] = {}
@@ -1378,7 +1385,7 @@ class Engine:
             return result
 
         # safety floor: emergency close strictly beyond the loss limit, in every stage
-        limit = self._emergency_limit()
+        limit = self._knobs().emergency_loss_limit_pct
         if limit is not None:
             pnl = position.pnl_pct(price)
             if pnl < -limit:
@@ -1485,8 +1492,8 @@ class Engine:
             if action.kind is ActionKind.EXTEND_HOLD:
                 return order(action, f"{result.plugin}: {action.reason}")
         if position.stop_loss is None or position.take_profit is None:
-            tp = float(self.policy.get("baseline", "tp_pct", default=6.0))
-            sl = float(self.policy.get("baseline", "sl_pct", default=8.0))
+            knobs = self._knobs()
+            tp, sl = knobs.baseline_tp, knobs.baseline_sl
             sign = position.side.sign
             action = PositionAction(
                 position.id,
@@ -1501,22 +1508,6 @@ class Engine:
             )
             return order(action, action.reason)
         return None
-
-    #: (policy, the emergency loss limit in %, None when the emergency close is off): read
-    #: once per policy object, not for every position check (a reload swaps the object).
-    _emergency_memo: tuple[Policy, float | None] | None = None
-
-    def _emergency_limit(self) -> float | None:
-        memo = self._emergency_memo
-        if memo is None or memo[0] is not self.policy:
-            policy = self.policy
-            limit = (
-                float(policy.get("safety", "emergency_close", "loss_limit_pct", default=10.0))
-                if policy.get("safety", "emergency_close", "enabled", default=True)
-                else None
-            )
-            memo = self._emergency_memo = (policy, limit)
-        return memo[1]
 
     @staticmethod
     def _tightest(position: Position, actions: Sequence[PositionAction]) -> PositionAction:
